@@ -1,0 +1,45 @@
+# SecretHub. Quick start: `make run` (dev server) and `make test`.
+SHELL := bash
+GO ?= go
+BIN := bin/secrethub
+CACHE ?= $(HOME)/.cache/secrethub
+STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK := $(CACHE)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+export SECRETHUB_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+
+.PHONY: build run test test-services bench bench-http lint vet fmt fuzz clean
+
+build: ## Build bin/secrethub
+	$(GO) build -o $(BIN) ./cmd/secrethub
+
+run: build ## Start the core in dev mode on 127.0.0.1:4000
+	./$(BIN) server -dev
+
+test-services: ## Make sure Postgres is reachable (start or install it)
+	./hack/test-services.sh
+
+test: test-services vet ## Run every test, with the race detector
+	$(GO) test -race -count=1 ./...
+
+bench: test-services ## Run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+lint: vet $(STATICCHECK) ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	mkdir -p $(dir $@)
+	GOBIN=$(abspath $(dir $@)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+fuzz: ## Run each fuzz target for a short while
+	./hack/fuzz.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,426 @@
+// Package core wires SecretHub's core together: storage, the seal, the
+// barrier and the token store. The HTTP layer (core/http) calls the Core's
+// methods and does nothing but translate between JSON and these calls.
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/secrethub/secrethub/core/barrier"
+	"github.com/secrethub/secrethub/core/seal"
+	"github.com/secrethub/secrethub/core/storage"
+	"github.com/secrethub/secrethub/core/token"
+)
+
+// Version is SecretHub's version, reported by health and seal status.
+const Version = "0.1.0-dev"
+
+// clusterPath holds the cluster's name and ID, written at initialization.
+const clusterPath = "core/cluster"
+
+var (
+	// ErrSealed is returned for any request that needs the barrier while the
+	// core is sealed.
+	ErrSealed = barrier.ErrSealed
+	// ErrNotInitialized is returned by requests that need an initialized
+	// core.
+	ErrNotInitialized = errors.New("core: not initialized")
+	// ErrAlreadyInitialized is returned by Init on an initialized core.
+	ErrAlreadyInitialized = errors.New("core: already initialized")
+	// ErrPermissionDenied is returned when the token is missing, unknown,
+	// expired, or lacks the rights for the request. The cause is logged, not
+	// returned, so callers cannot probe for tokens.
+	ErrPermissionDenied = errors.New("permission denied")
+)
+
+// InvalidRequestError is bad input from a client: the field and the reason.
+type InvalidRequestError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidRequestError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
+// Config is what New needs. Backend is required; the rest have defaults.
+type Config struct {
+	Backend storage.Backend
+	// StorageType names the backend in seal status ("postgres", "file",
+	// "inmem").
+	StorageType string
+	// Logger receives structured logs. It never receives key material,
+	// shares or tokens. Default: slog.Default().
+	Logger *slog.Logger
+	// Rand is the source of every key, nonce and token. Default crypto/rand.
+	Rand io.Reader
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Core is one SecretHub server's state.
+type Core struct {
+	backend     storage.Backend
+	storageType string
+	log         *slog.Logger
+	rand        io.Reader
+	now         func() time.Time
+
+	seal    *seal.Seal
+	barrier *barrier.Barrier
+	tokens  *token.Store
+
+	// stateMu serializes init, unseal and seal, so the barrier's state and
+	// the cluster identity change together.
+	stateMu sync.Mutex
+	cluster clusterInfo // guarded by stateMu; zero while sealed
+}
+
+type clusterInfo struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+}
+
+// New returns a sealed core over cfg.Backend.
+func New(cfg Config) (*Core, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("core: no storage backend")
+	}
+	c := &Core{
+		backend:     cfg.Backend,
+		storageType: cfg.StorageType,
+		log:         cfg.Logger,
+		rand:        cfg.Rand,
+		now:         cfg.Now,
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.rand == nil {
+		c.rand = rand.Reader
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.seal = seal.New(c.backend, c.rand)
+	c.barrier = barrier.New(c.backend, barrier.Options{Rand: c.rand, Now: c.now})
+	c.tokens = token.New(c.barrier, c.rand, c.now)
+	return c, nil
+}
+
+// InitRequest asks for initialization.
+type InitRequest struct {
+	// SecretShares and SecretThreshold shape the unseal key split; zero
+	// means the default (5 and 3).
+	SecretShares    int
+	SecretThreshold int
+	// RootTokenID, when set, is used as the root token instead of a random
+	// one. Only dev mode sets it.
+	RootTokenID string
+}
+
+// InitResult is shown to the operator once and never stored.
+type InitResult struct {
+	Shares    [][]byte
+	RootToken string
+}
+
+// Initialized reports whether the core has been initialized.
+func (c *Core) Initialized(ctx context.Context) (bool, error) {
+	return c.barrier.Initialized(ctx)
+}
+
+// Init makes the root key, the keyring, the unseal key shares and a root
+// token, and stores everything but the shares and the token in one
+// transaction. The core stays sealed.
+func (c *Core) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	cfg := seal.Config{Shares: req.SecretShares, Threshold: req.SecretThreshold}.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		var fe *seal.FieldError
+		if errors.As(err, &fe) {
+			return nil, &InvalidRequestError{Field: fe.Field, Reason: fe.Reason}
+		}
+		return nil, err
+	}
+	if req.RootTokenID != "" {
+		if err := token.ValidateID(req.RootTokenID); err != nil {
+			return nil, &InvalidRequestError{Field: "root_token_id", Reason: err.Error()}
+		}
+	}
+	if ok, err := c.barrier.Initialized(ctx); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	} else if ok {
+		return nil, ErrAlreadyInitialized
+	}
+
+	rootKey := make([]byte, barrier.KeySize)
+	defer clear(rootKey)
+	if _, err := io.ReadFull(c.rand, rootKey); err != nil {
+		return nil, fmt.Errorf("init: generate root key: %w", err)
+	}
+	shares, sealOps, err := c.seal.Prepare(cfg, rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	rootToken, tokenOps, err := c.tokens.Prepare(req.RootTokenID, token.Entry{
+		Policies: []string{token.RootPolicy}, DisplayName: "root",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("init: root token: %w", err)
+	}
+	cluster, err := c.newClusterInfo()
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	clusterJSON, err := json.Marshal(cluster)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	sealedOps := append(tokenOps, storage.PutOp(clusterPath, clusterJSON))
+	if err := c.barrier.Initialize(ctx, rootKey, sealOps, sealedOps); err != nil {
+		if errors.Is(err, barrier.ErrAlreadyInitialized) {
+			return nil, ErrAlreadyInitialized
+		}
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	c.log.InfoContext(ctx, "core initialized",
+		"secret_shares", cfg.Shares, "secret_threshold", cfg.Threshold, "cluster_name", cluster.Name)
+	return &InitResult{Shares: shares, RootToken: rootToken}, nil
+}
+
+func (c *Core) newClusterInfo() (clusterInfo, error) {
+	b := make([]byte, 16)
+	if _, err := io.ReadFull(c.rand, b); err != nil {
+		return clusterInfo{}, fmt.Errorf("cluster id: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40 // UUID version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	h := hex.EncodeToString(b)
+	return clusterInfo{
+		Name: "secrethub-cluster-" + h[:8],
+		ID:   h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:],
+	}, nil
+}
+
+// SealStatus is the seal's state as shown by sys/seal-status and
+// sys/unseal.
+type SealStatus struct {
+	Type        string
+	Initialized bool
+	Sealed      bool
+	Threshold   int
+	Shares      int
+	Progress    int
+	Nonce       string
+	ClusterName string
+	ClusterID   string
+	StorageType string
+}
+
+// SealStatus reports the seal's state.
+func (c *Core) SealStatus(ctx context.Context) (SealStatus, error) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.sealStatusLocked(ctx)
+}
+
+func (c *Core) sealStatusLocked(ctx context.Context) (SealStatus, error) {
+	st := SealStatus{Type: seal.Type, Sealed: c.barrier.Sealed(), StorageType: c.storageType}
+	cfg, err := c.seal.Config(ctx)
+	if errors.Is(err, seal.ErrNotInitialized) {
+		st.Sealed = true
+		return st, nil
+	}
+	if err != nil {
+		return SealStatus{}, fmt.Errorf("seal status: %w", err)
+	}
+	st.Initialized = true
+	st.Threshold, st.Shares = cfg.Threshold, cfg.Shares
+	st.Progress, st.Nonce = c.seal.Progress()
+	st.ClusterName, st.ClusterID = c.cluster.Name, c.cluster.ID
+	return st, nil
+}
+
+// Unseal submits one unseal key share. When it completes the threshold and
+// the shares combine into the right key, the core unseals. A wrong or
+// foreign share is reported as an InvalidRequestError and the unseal
+// attempt starts over. Unsealing an unsealed core does nothing.
+func (c *Core) Unseal(ctx context.Context, share []byte) (SealStatus, error) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if !c.barrier.Sealed() {
+		return c.sealStatusLocked(ctx)
+	}
+	_, rootKey, err := c.seal.Submit(ctx, share)
+	switch {
+	case errors.Is(err, seal.ErrNotInitialized):
+		return SealStatus{}, ErrNotInitialized
+	case errors.Is(err, seal.ErrInvalidShare), errors.Is(err, seal.ErrDuplicateShare):
+		return SealStatus{}, &InvalidRequestError{Field: "key", Reason: err.Error()}
+	case errors.Is(err, seal.ErrWrongShares):
+		c.log.WarnContext(ctx, "unseal failed: shares do not combine into the unseal key; progress reset")
+		return SealStatus{}, &InvalidRequestError{Field: "key", Reason: err.Error()}
+	case err != nil:
+		return SealStatus{}, fmt.Errorf("unseal: %w", err)
+	}
+	if rootKey != nil {
+		defer clear(rootKey)
+		if err := c.unsealWithRootKey(ctx, rootKey); err != nil {
+			return SealStatus{}, err
+		}
+		c.log.InfoContext(ctx, "core unsealed", "cluster_name", c.cluster.Name)
+	}
+	return c.sealStatusLocked(ctx)
+}
+
+// unsealWithRootKey opens the barrier and loads what the core needs while
+// unsealed. On failure the barrier is left sealed.
+func (c *Core) unsealWithRootKey(ctx context.Context, rootKey []byte) error {
+	if err := c.barrier.Unseal(ctx, rootKey); err != nil {
+		if errors.Is(err, barrier.ErrBadRootKey) {
+			// The seal verified the unseal key, so the stored keyring and
+			// root key disagree: storage was tampered with or restored
+			// from mismatched backups.
+			return fmt.Errorf("unseal: stored keyring does not match the sealed root key: %w", err)
+		}
+		return fmt.Errorf("unseal: %w", err)
+	}
+	raw, err := c.barrier.Get(ctx, clusterPath)
+	if err != nil {
+		c.barrier.Seal()
+		return fmt.Errorf("unseal: read cluster info: %w", err)
+	}
+	var ci clusterInfo
+	if err := json.Unmarshal(raw, &ci); err != nil {
+		c.barrier.Seal()
+		return fmt.Errorf("unseal: decode cluster info: %w", err)
+	}
+	c.cluster = ci
+	return nil
+}
+
+// ResetUnseal discards the shares submitted so far.
+func (c *Core) ResetUnseal(ctx context.Context) (SealStatus, error) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	c.seal.Reset()
+	return c.sealStatusLocked(ctx)
+}
+
+// Sealed reports whether the core is sealed.
+func (c *Core) Sealed() bool { return c.barrier.Sealed() }
+
+// authorizeRoot checks that tok is a live token with the root policy. The
+// reason for a refusal is logged; the caller sees ErrPermissionDenied.
+func (c *Core) authorizeRoot(ctx context.Context, op, tok string) (*token.Entry, error) {
+	if tok == "" {
+		c.log.InfoContext(ctx, "request denied", "op", op, "reason", "no token")
+		return nil, ErrPermissionDenied
+	}
+	e, err := c.tokens.Lookup(ctx, tok)
+	switch {
+	case errors.Is(err, barrier.ErrSealed):
+		return nil, ErrSealed
+	case errors.Is(err, token.ErrNotFound), errors.Is(err, token.ErrExpired):
+		c.log.InfoContext(ctx, "request denied", "op", op, "reason", err.Error())
+		return nil, ErrPermissionDenied
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if !e.IsRoot() {
+		c.log.InfoContext(ctx, "request denied", "op", op, "reason", "token lacks the root policy", "accessor", e.Accessor)
+		return nil, ErrPermissionDenied
+	}
+	return e, nil
+}
+
+// Seal seals the core. It needs a root token.
+func (c *Core) Seal(ctx context.Context, tok string) error {
+	e, err := c.authorizeRoot(ctx, "seal", tok)
+	if err != nil {
+		return err
+	}
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	c.barrier.Seal()
+	c.seal.Reset()
+	c.cluster = clusterInfo{}
+	c.log.InfoContext(ctx, "core sealed", "accessor", e.Accessor)
+	return nil
+}
+
+// Rotate adds a new barrier key term. It needs a root token.
+func (c *Core) Rotate(ctx context.Context, tok string) (barrier.KeyStatus, error) {
+	e, err := c.authorizeRoot(ctx, "rotate", tok)
+	if err != nil {
+		return barrier.KeyStatus{}, err
+	}
+	st, err := c.barrier.Rotate(ctx)
+	if err != nil {
+		return barrier.KeyStatus{}, fmt.Errorf("rotate: %w", err)
+	}
+	c.log.InfoContext(ctx, "barrier key rotated", "term", st.Term, "accessor", e.Accessor)
+	return st, nil
+}
+
+// KeyStatus reports the barrier's active key term. It needs a root token.
+func (c *Core) KeyStatus(ctx context.Context, tok string) (barrier.KeyStatus, error) {
+	if _, err := c.authorizeRoot(ctx, "key-status", tok); err != nil {
+		return barrier.KeyStatus{}, err
+	}
+	return c.barrier.KeyStatus()
+}
+
+// Health is the node's state for load balancers and orchestrators.
+type Health struct {
+	Initialized bool
+	Sealed      bool
+	Standby     bool
+	ServerTime  time.Time
+	Version     string
+	ClusterName string
+	ClusterID   string
+}
+
+// Health reports the node's state.
+func (c *Core) Health(ctx context.Context) (Health, error) {
+	st, err := c.SealStatus(ctx)
+	if err != nil {
+		return Health{}, err
+	}
+	return Health{
+		Initialized: st.Initialized,
+		Sealed:      st.Sealed,
+		ServerTime:  c.now().UTC(),
+		Version:     Version,
+		ClusterName: st.ClusterName,
+		ClusterID:   st.ClusterID,
+	}, nil
+}
+
+// Barrier returns the barrier's storage view, for engines and tests. It
+// refuses every call while the core is sealed.
+func (c *Core) Barrier() barrier.Storage { return c.barrier }
+
+// DecodeShare decodes an unseal key share given as hex or base64.
+func DecodeShare(s string) ([]byte, error) {
+	b, err := seal.DecodeShare(s)
+	if err != nil {
+		return nil, &InvalidRequestError{Field: "key", Reason: err.Error()}
+	}
+	return b, nil
+}
