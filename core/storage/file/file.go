@@ -24,8 +24,8 @@ import (
 
 var _ storage.Backend = (*Backend)(nil)
 
-// bucket is the one bucket every key lives in.
-var bucket = []byte("secrethub")
+// bucket is the name of the one bucket every key lives in.
+const bucket = "secrethub"
 
 // DefaultTimeout is how long Open waits for another process's lock on the
 // file when Options.Timeout is zero.
@@ -77,7 +77,7 @@ func Open(path string, opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("file: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
+		_, err := tx.CreateBucketIfNotExists([]byte(bucket))
 		return err
 	})
 	if err != nil {
@@ -102,7 +102,7 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
 	err := b.db.View(func(tx *bolt.Tx) error {
 		// A cursor tells a stored empty value from a missing key, which
 		// Bucket.Get does not promise to.
-		k, v := tx.Bucket(bucket).Cursor().Seek([]byte(key))
+		k, v := tx.Bucket([]byte(bucket)).Cursor().Seek([]byte(key))
 		if k == nil || string(k) != key {
 			return storage.ErrNotFound
 		}
@@ -125,7 +125,7 @@ func (b *Backend) Put(ctx context.Context, key string, value []byte) error {
 		return fmt.Errorf("file: put %q: %w", key, err)
 	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucket).Put([]byte(key), nonNil(value)); err != nil {
+		if err := tx.Bucket([]byte(bucket)).Put([]byte(key), nonNil(value)); err != nil {
 			return err
 		}
 		return ctx.Err()
@@ -145,7 +145,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("file: delete %q: %w", key, err)
 	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucket).Delete([]byte(key)); err != nil {
+		if err := tx.Bucket([]byte(bucket)).Delete([]byte(key)); err != nil {
 			return err
 		}
 		return ctx.Err()
@@ -169,7 +169,7 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]string, error) {
 	var children []string
 	err := b.db.View(func(tx *bolt.Tx) error {
 		p := []byte(prefix)
-		c := tx.Bucket(bucket).Cursor()
+		c := tx.Bucket([]byte(bucket)).Cursor()
 		k, _ := c.Seek(p)
 		for k != nil && bytes.HasPrefix(k, p) {
 			if err := ctx.Err(); err != nil {
@@ -209,7 +209,7 @@ func (b *Backend) Txn(ctx context.Context, ops []storage.Op) error {
 		return fmt.Errorf("file: txn: %w", err)
 	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		bk := tx.Bucket(bucket)
+		bk := tx.Bucket([]byte(bucket))
 		for i, op := range ops {
 			var err error
 			switch op.Kind {

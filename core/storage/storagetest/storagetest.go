@@ -150,21 +150,23 @@ func testDelete(t *testing.T, b storage.Backend) {
 	}
 }
 
-// listKeys is the tree testList lists. It mixes keys whose order in bytes
+// listKeys returns the tree testList lists. It mixes keys whose order in bytes
 // differs from a naive reading ("a-x" < "a/" < "a0"), keys with LIKE and
 // regular-expression specials, and multi-byte runes up to U+10FFFF.
-var listKeys = []string{
-	"a", "a/b", "a/c/d", "a/c/e", "a-x", "a0", "ab/c", "b",
-	`x%_\k`, `x%_\sub/k`, `x%_\sub/l`,
-	// These match `x%_\` read as a LIKE pattern, but do not start with it.
-	`xa_\q`, `x%a\q`, `xab\q`, `x%_q`, `x%_`, `X%_\k`,
-	"ü/a", "ü/b/c", "üx", "ý",
-	"\U0010FFFF/a", "\U0010FFFFb", "\U0010FFFF\U0010FFFF",
-	"sys/token/id/1", "sys/token/id/2", "sys/token/accessor/1", "sys/tokens",
+func listKeys() []string {
+	return []string{
+		"a", "a/b", "a/c/d", "a/c/e", "a-x", "a0", "ab/c", "b",
+		`x%_\k`, `x%_\sub/k`, `x%_\sub/l`,
+		// These match `x%_\` read as a LIKE pattern, but do not start with it.
+		`xa_\q`, `x%a\q`, `xab\q`, `x%_q`, `x%_`, `X%_\k`,
+		"ü/a", "ü/b/c", "üx", "ý",
+		"\U0010FFFF/a", "\U0010FFFFb", "\U0010FFFF\U0010FFFF",
+		"sys/token/id/1", "sys/token/id/2", "sys/token/accessor/1", "sys/tokens",
+	}
 }
 
 func testList(t *testing.T, b storage.Backend) {
-	for _, k := range listKeys {
+	for _, k := range listKeys() {
 		mustPut(t, b, k, []byte("v:"+k))
 	}
 	tests := []struct {
@@ -296,21 +298,23 @@ func testTxnAtomic(t *testing.T, b storage.Backend) {
 	}
 }
 
-// invalidKeys are keys every backend must refuse.
-var invalidKeys = map[string]string{
-	"empty":          "",
-	"NUL":            "a\x00b",
-	"newline":        "a\nb",
-	"tab":            "a\tb",
-	"DEL":            "a\x7f",
-	"invalid UTF-8":  "a\xffb",
-	"truncated rune": "\xc3",
-	"too long":       strings.Repeat("k", storage.MaxKeyLength+1),
+// invalidKeys returns keys every backend must refuse, by name.
+func invalidKeys() map[string]string {
+	return map[string]string{
+		"empty":          "",
+		"NUL":            "a\x00b",
+		"newline":        "a\nb",
+		"tab":            "a\tb",
+		"DEL":            "a\x7f",
+		"invalid UTF-8":  "a\xffb",
+		"truncated rune": "\xc3",
+		"too long":       strings.Repeat("k", storage.MaxKeyLength+1),
+	}
 }
 
 func testInvalidKeys(t *testing.T, b storage.Backend) {
 	ctx := t.Context()
-	for name, key := range invalidKeys {
+	for name, key := range invalidKeys() {
 		t.Run(name, func(t *testing.T) {
 			if v, err := b.Get(ctx, key); !errors.Is(err, storage.ErrInvalidKey) {
 				t.Errorf("Get(%q) = %q, %v; want ErrInvalidKey", key, v, err)

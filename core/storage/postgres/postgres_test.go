@@ -1,0 +1,264 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/secrethub/secrethub/core/storage"
+	"github.com/secrethub/secrethub/core/storage/postgres"
+	"github.com/secrethub/secrethub/core/storage/storagetest"
+	"github.com/secrethub/secrethub/internal/pgtest"
+)
+
+// open opens a Backend on dbURL and closes it when the test ends.
+func open(tb testing.TB, dbURL string) *postgres.Backend {
+	tb.Helper()
+	b, err := postgres.Open(tb.Context(), dbURL)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() { b.Close() })
+	return b
+}
+
+// connect opens a plain connection to dbURL for checks behind the backend's
+// back.
+func connect(tb testing.TB, dbURL string) *pgx.Conn {
+	tb.Helper()
+	conn, err := pgx.Connect(tb.Context(), dbURL)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	tb.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storagetest.Exercise(t, func(t *testing.T) storage.Backend {
+		b, err := postgres.Open(t.Context(), pgtest.NewDatabase(t))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return b
+	})
+}
+
+func BenchmarkBackend(b *testing.B) {
+	storagetest.Bench(b, func(tb testing.TB) storage.Backend {
+		be, err := postgres.Open(tb.Context(), pgtest.NewDatabase(tb))
+		if err != nil {
+			tb.Fatalf("Open: %v", err)
+		}
+		return be
+	})
+}
+
+// TestKilledConnections cuts the backend off from its database: it forbids
+// new connections and terminates the existing ones from a second
+// connection, as a failover or an administrator would. Every call must then
+// fail with an error, and Get must never claim a key is missing.
+func TestKilledConnections(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dbURL := pgtest.NewDatabase(t)
+	b := open(t, dbURL)
+	if err := b.Put(ctx, "present", []byte("v")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	// Warm the pool with more than one connection.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { b.Get(ctx, "present") })
+	}
+	wg.Wait()
+
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
+	admin := connect(t, pgtest.AdminURL())
+	ident := pgx.Identifier{dbName}.Sanitize()
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+ident+" ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatalf("forbid connections: %v", err)
+	}
+	// pg_terminate_backend with a timeout waits until each process is gone.
+	var killed int
+	err = admin.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000))
+		FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, dbName).Scan(&killed)
+	if err != nil {
+		t.Fatalf("terminate backends: %v", err)
+	}
+	if killed == 0 {
+		t.Fatal("no server process of the backend's pool to terminate")
+	}
+
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Get present", func() error { _, err := b.Get(ctx, "present"); return err }},
+		{"Get missing", func() error { _, err := b.Get(ctx, "missing"); return err }},
+		{"Put", func() error { return b.Put(ctx, "k", []byte("v")) }},
+		{"Delete", func() error { return b.Delete(ctx, "present") }},
+		{"List", func() error { _, err := b.List(ctx, ""); return err }},
+		{"Txn", func() error { return b.Txn(ctx, []storage.Op{storage.DeleteOp("present")}) }},
+	}
+	// Twice over: the first round meets the terminated connections, the
+	// second the refusal of new ones.
+	for round := range 2 {
+		for _, c := range calls {
+			err := c.call()
+			if err == nil {
+				t.Fatalf("round %d: %s succeeded with the database cut off", round, c.name)
+			}
+			if errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("round %d: %s = %v, which claims a key is missing when the database could not answer", round, c.name, err)
+			}
+			if !strings.HasPrefix(err.Error(), "postgres: ") {
+				t.Errorf("round %d: %s = %q, want it wrapped with the backend's context", round, c.name, err)
+			}
+		}
+	}
+
+	// Once connections are allowed again, the pool recovers, and the data
+	// is as it was. Each failed call discards one dead connection, so a
+	// bounded number of calls suffices.
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+ident+" ALLOW_CONNECTIONS true"); err != nil {
+		t.Fatalf("allow connections: %v", err)
+	}
+	var (
+		got     []byte
+		lastErr error
+	)
+	for range 50 {
+		got, lastErr = b.Get(ctx, "present")
+		if lastErr == nil {
+			break
+		}
+		if errors.Is(lastErr, storage.ErrNotFound) {
+			t.Fatalf("Get while recovering = %v", lastErr)
+		}
+	}
+	if lastErr != nil || string(got) != "v" {
+		t.Fatalf("Get after connections came back = %q, %v; want \"v\"", got, lastErr)
+	}
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dbURL := pgtest.NewDatabase(t)
+
+	first := open(t, dbURL)
+	if err := first.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	// A second Open beside the first, and a third after both closed.
+	second := open(t, dbURL)
+	if got, err := second.Get(ctx, "k"); err != nil || string(got) != "v" {
+		t.Fatalf("Get through the second backend = %q, %v", got, err)
+	}
+	first.Close()
+	second.Close()
+	third := open(t, dbURL)
+	if got, err := third.Get(ctx, "k"); err != nil || string(got) != "v" {
+		t.Fatalf("Get after reopening = %q, %v", got, err)
+	}
+	wantMigrations(t, dbURL)
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	t.Parallel()
+	const n = 6
+	dbURL := pgtest.NewDatabase(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			b, err := postgres.Open(t.Context(), dbURL, postgres.WithMaxConns(2))
+			if err != nil {
+				errs <- err
+				return
+			}
+			errs <- b.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+	wantMigrations(t, dbURL)
+}
+
+// wantMigrations checks that each migration is recorded exactly once.
+func wantMigrations(t *testing.T, dbURL string) {
+	t.Helper()
+	conn := connect(t, dbURL)
+	var count, maxVersion int
+	err := conn.QueryRow(t.Context(), "SELECT count(*), coalesce(max(version), 0) FROM secrethub.schema_migrations").Scan(&count, &maxVersion)
+	if err != nil {
+		t.Fatalf("read schema_migrations: %v", err)
+	}
+	if count == 0 || count != maxVersion {
+		t.Fatalf("schema_migrations holds %d rows up to version %d, want each version once", count, maxVersion)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	open(t, dbURL).Close()
+	conn := connect(t, dbURL)
+	if _, err := conn.Exec(t.Context(), "INSERT INTO secrethub.schema_migrations (version) VALUES (9999)"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := postgres.Open(t.Context(), dbURL)
+	if err == nil {
+		b.Close()
+		t.Fatal("Open of a database migrated by a newer SecretHub succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open = %v, want an error that says the schema is newer", err)
+	}
+}
+
+func TestSchema(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	open(t, dbURL)
+	conn := connect(t, dbURL)
+	var collation string
+	err := conn.QueryRow(t.Context(), `
+		SELECT collation_name FROM information_schema.columns
+		WHERE table_schema = 'secrethub' AND table_name = 'kv' AND column_name = 'key'`).Scan(&collation)
+	if err != nil {
+		t.Fatalf("look up secrethub.kv.key: %v", err)
+	}
+	if collation != "C" {
+		t.Fatalf("secrethub.kv.key has collation %q, want \"C\"", collation)
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	// Port 1 on the loopback refuses connections at once.
+	_, err := postgres.Open(t.Context(), "postgres://postgres:hunter2@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5")
+	if err == nil {
+		t.Fatal("Open of an unreachable server succeeded")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Open = %q, which shows the password", err)
+	}
+}
