@@ -3,7 +3,7 @@ SHELL := bash
 GO ?= go
 BIN := bin/secrethub
 CACHE ?= $(HOME)/.cache/secrethub
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.6.1
 STATICCHECK := $(CACHE)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 export SECRETHUB_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 

@@ -1,0 +1,153 @@
+// Package logical defines the request and response that flow through the
+// core's one request path (sealed? → authenticate → authorize → engine →
+// audit), and the Engine interface that every mountable secrets engine and
+// auth method implements.
+//
+// It is a leaf package: it imports nothing of the project but the storage
+// interface, so engines depend on it and not on the core.
+package logical
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/secrethub/secrethub/core/storage"
+)
+
+// Operation is what a request does to its path.
+type Operation string
+
+// The operations. Create and Update are both writes: Create when nothing
+// is stored at the path yet, Update when something is. Engines decide
+// which, through ExistenceChecker; without one, a write is an Update.
+const (
+	OpRead   Operation = "read"
+	OpCreate Operation = "create"
+	OpUpdate Operation = "update"
+	OpDelete Operation = "delete"
+	OpList   Operation = "list"
+)
+
+// Request is one API call, after the HTTP layer decoded it.
+type Request struct {
+	// ID is unique per request, for audit and logs.
+	ID        string
+	Operation Operation
+	// Path is the full API path below /v1/, cleaned ("secrets/app/db").
+	Path string
+	// MountPath is the mount the router chose ("secrets/"), and
+	// RelativePath the rest of Path below it ("app/db"). Set by the router.
+	MountPath    string
+	RelativePath string
+	// Data is the decoded JSON body, or the query parameters for reads and
+	// lists.
+	Data map[string]any
+	// ClientToken is the caller's token, if any. Engines must not log it.
+	ClientToken string
+	// ClientAddr is the caller's address; invalid when unknown.
+	ClientAddr netip.Addr
+	// Time is when the core received the request.
+	Time time.Time
+
+	// Set by the core after authentication:
+	// TokenAccessor and Policies describe the caller; EntityName is the
+	// token's display name.
+	TokenAccessor string
+	Policies      []string
+	DisplayName   string
+	// TokenTTL is the caller's token's remaining TTL (zero: none).
+	TokenTTL time.Duration
+}
+
+// Response is what an engine answers.
+type Response struct {
+	// Data is the body's "data".
+	Data map[string]any
+	// Auth is set by auth methods on login and by token creation.
+	Auth *Auth
+	// Warnings are shown to the caller.
+	Warnings []string
+	// StatusCode overrides the default (200 with data, 204 without).
+	StatusCode int
+	// Raw, when set, is written as the whole body with RawContentType,
+	// instead of an envelope (CA certificates in PEM, CRLs, ...).
+	Raw            []byte
+	RawContentType string
+}
+
+// Auth is a token handed to a client.
+type Auth struct {
+	ClientToken   string
+	Accessor      string
+	Policies      []string
+	TokenPolicies []string
+	Metadata      map[string]string
+	LeaseDuration time.Duration
+	Renewable     bool
+	EntityID      string
+	TokenType     string
+	Orphan        bool
+}
+
+// Storage is the storage view an engine gets: the barrier's encrypted
+// storage, confined to the engine's own prefix.
+type Storage interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix string) ([]string, error)
+	Txn(ctx context.Context, ops []storage.Op) error
+}
+
+// Engine serves the requests routed to its mount.
+type Engine interface {
+	// HandleRequest serves req. RelativePath is relative to the mount.
+	HandleRequest(ctx context.Context, req *Request) (*Response, error)
+}
+
+// ExistenceChecker lets the core tell a create from an update before
+// authorizing a write.
+type ExistenceChecker interface {
+	// Exists reports whether something is stored at req's path.
+	Exists(ctx context.Context, req *Request) (bool, error)
+}
+
+// Sentinel errors engines return; the HTTP layer maps them to statuses.
+var (
+	// ErrNotFound: nothing at the path (404).
+	ErrNotFound = errors.New("not found")
+	// ErrUnsupportedPath: the engine has no handler for the path (404).
+	ErrUnsupportedPath = errors.New("unsupported path")
+	// ErrUnsupportedOperation: the path exists but not for this operation
+	// (405).
+	ErrUnsupportedOperation = errors.New("unsupported operation")
+	// ErrPermissionDenied: refused (403).
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrRateLimited: too many attempts (429).
+	ErrRateLimited = errors.New("rate limited")
+	// ErrConflict: a check-and-set or similar precondition failed (400, as
+	// Vault answers).
+	ErrConflict = errors.New("check-and-set parameter did not match the current version")
+)
+
+// InvalidRequestError is bad input: the field (may be empty) and why. It
+// answers 400.
+type InvalidRequestError struct {
+	Field  string
+	Reason string
+}
+
+func (e *InvalidRequestError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
+// Invalid returns an InvalidRequestError for field.
+func Invalid(field, format string, args ...any) error {
+	return &InvalidRequestError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
