@@ -13,9 +13,13 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/barrier"
+	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/policy"
 	"github.com/secrethub/secrethub/core/seal"
 	"github.com/secrethub/secrethub/core/storage"
 	"github.com/secrethub/secrethub/core/token"
@@ -43,17 +47,7 @@ var (
 )
 
 // InvalidRequestError is bad input from a client: the field and the reason.
-type InvalidRequestError struct {
-	Field  string
-	Reason string
-}
-
-func (e *InvalidRequestError) Error() string {
-	if e.Field == "" {
-		return e.Reason
-	}
-	return e.Field + ": " + e.Reason
-}
+type InvalidRequestError = logical.InvalidRequestError
 
 // Config is what New needs. Backend is required; the rest have defaults.
 type Config struct {
@@ -68,6 +62,15 @@ type Config struct {
 	Rand io.Reader
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// AuditSinks receive every request's audit event; the first holds the
+	// chain of record. With none, the core refuses to unseal: requests
+	// must be audited. The core never closes them: their owner does, after
+	// the core is done.
+	AuditSinks []AuditSink
+	// DefaultTokenTTL and MaxTokenTTL bound token lifetimes. Defaults
+	// DefaultTokenTTL and MaxTokenTTL (768h).
+	DefaultTokenTTL time.Duration
+	MaxTokenTTL     time.Duration
 }
 
 // Core is one SecretHub server's state.
@@ -78,9 +81,20 @@ type Core struct {
 	rand        io.Reader
 	now         func() time.Time
 
-	seal    *seal.Seal
-	barrier *barrier.Barrier
-	tokens  *token.Store
+	seal       *seal.Seal
+	barrier    *barrier.Barrier
+	tokens     *token.Store
+	policies   *policy.Store
+	auditSinks []AuditSink
+
+	defaultTokenTTL time.Duration
+	maxTokenTTL     time.Duration
+
+	// active is the unsealed state requests are served with; nil while
+	// sealed.
+	active atomic.Pointer[activeState]
+	// mountsMu serializes mount table changes.
+	mountsMu sync.Mutex
 
 	// stateMu serializes init, unseal and seal, so the barrier's state and
 	// the cluster identity change together.
@@ -99,11 +113,20 @@ func New(cfg Config) (*Core, error) {
 		return nil, errors.New("core: no storage backend")
 	}
 	c := &Core{
-		backend:     cfg.Backend,
-		storageType: cfg.StorageType,
-		log:         cfg.Logger,
-		rand:        cfg.Rand,
-		now:         cfg.Now,
+		backend:         cfg.Backend,
+		storageType:     cfg.StorageType,
+		log:             cfg.Logger,
+		rand:            cfg.Rand,
+		now:             cfg.Now,
+		auditSinks:      cfg.AuditSinks,
+		defaultTokenTTL: cfg.DefaultTokenTTL,
+		maxTokenTTL:     cfg.MaxTokenTTL,
+	}
+	if c.defaultTokenTTL <= 0 {
+		c.defaultTokenTTL = DefaultTokenTTL
+	}
+	if c.maxTokenTTL <= 0 {
+		c.maxTokenTTL = MaxTokenTTL
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -117,6 +140,7 @@ func New(cfg Config) (*Core, error) {
 	c.seal = seal.New(c.backend, c.rand)
 	c.barrier = barrier.New(c.backend, barrier.Options{Rand: c.rand, Now: c.now})
 	c.tokens = token.New(c.barrier, c.rand, c.now)
+	c.policies = policy.NewStore(c.barrier)
 	return c, nil
 }
 
@@ -176,8 +200,8 @@ func (c *Core) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	rootToken, tokenOps, err := c.tokens.Prepare(req.RootTokenID, token.Entry{
-		Policies: []string{token.RootPolicy}, DisplayName: "root",
+	rootToken, _, tokenOps, err := c.tokens.Prepare(req.RootTokenID, token.Entry{
+		Policies: []string{token.RootPolicy}, DisplayName: "root", Path: "auth/token/root",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("init: root token: %w", err)
@@ -239,7 +263,7 @@ func (c *Core) SealStatus(ctx context.Context) (SealStatus, error) {
 }
 
 func (c *Core) sealStatusLocked(ctx context.Context) (SealStatus, error) {
-	st := SealStatus{Type: seal.Type, Sealed: c.barrier.Sealed(), StorageType: c.storageType}
+	st := SealStatus{Type: seal.Type, Sealed: c.Sealed(), StorageType: c.storageType}
 	cfg, err := c.seal.Config(ctx)
 	if errors.Is(err, seal.ErrNotInitialized) {
 		st.Sealed = true
@@ -262,7 +286,7 @@ func (c *Core) sealStatusLocked(ctx context.Context) (SealStatus, error) {
 func (c *Core) Unseal(ctx context.Context, share []byte) (SealStatus, error) {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
-	if !c.barrier.Sealed() {
+	if !c.Sealed() {
 		return c.sealStatusLocked(ctx)
 	}
 	_, rootKey, err := c.seal.Submit(ctx, share)
@@ -309,8 +333,94 @@ func (c *Core) unsealWithRootKey(ctx context.Context, rootKey []byte) error {
 		c.barrier.Seal()
 		return fmt.Errorf("unseal: decode cluster info: %w", err)
 	}
+	st, err := c.activate(ctx, rootKey)
+	if err != nil {
+		c.barrier.Seal()
+		return fmt.Errorf("unseal: %w", err)
+	}
 	c.cluster = ci
+	c.active.Store(st)
 	return nil
+}
+
+// activate builds what an unsealed core serves with: the audit log (keys
+// derived from the root key), the mount table and its engines.
+func (c *Core) activate(ctx context.Context, rootKey []byte) (*activeState, error) {
+	if len(c.auditSinks) == 0 {
+		return nil, errors.New("no audit sink configured: SecretHub audits every request and will not serve without one")
+	}
+	keys, err := audit.DeriveKeys(rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit keys: %w", err)
+	}
+	sinks := make([]audit.Sink, len(c.auditSinks))
+	for i, s := range c.auditSinks {
+		sinks[i] = keepOpen{s.Sink}
+	}
+	alog, err := audit.Open(ctx, keys, audit.Options{Now: c.now}, sinks...)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	mounts, err := c.loadMounts(ctx)
+	if err != nil {
+		alog.Close()
+		return nil, err
+	}
+	engines, err := c.buildEngines(mounts)
+	if err != nil {
+		alog.Close()
+		return nil, err
+	}
+	return &activeState{mounts: mounts, engines: engines, audit: alog, auditKeys: keys}, nil
+}
+
+// sealLocked drops the unsealed state and the barrier's keys. stateMu
+// must be held.
+func (c *Core) sealLocked(ctx context.Context) {
+	st := c.active.Swap(nil)
+	c.barrier.Seal()
+	c.seal.Reset()
+	c.cluster = clusterInfo{}
+	if st != nil {
+		// Requests in flight that already loaded st finish their audit
+		// write first: Close drains the queue.
+		if err := st.audit.Close(); err != nil {
+			c.log.ErrorContext(ctx, "closing the audit log", "error", err.Error())
+		}
+	}
+}
+
+// Shutdown seals the core in memory before the process exits, so queued
+// audit events are written and keys are zeroed.
+func (c *Core) Shutdown(ctx context.Context) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	c.sealLocked(ctx)
+}
+
+// AuditSink is a named audit sink.
+type AuditSink struct {
+	// Name identifies the sink in sys/audit/verify ("postgres", "file").
+	Name string
+	Sink audit.Sink
+}
+
+// keepOpen shields a sink shared across unseals from the audit log's
+// Close.
+type keepOpen struct{ audit.Sink }
+
+func (keepOpen) Close() error { return nil }
+
+// uuid returns a random version 4 UUID.
+func (c *Core) uuid() (string, error) {
+	b := make([]byte, 16)
+	if _, err := io.ReadFull(c.rand, b); err != nil {
+		return "", fmt.Errorf("uuid: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }
 
 // ResetUnseal discards the shares submitted so far.
@@ -322,68 +432,7 @@ func (c *Core) ResetUnseal(ctx context.Context) (SealStatus, error) {
 }
 
 // Sealed reports whether the core is sealed.
-func (c *Core) Sealed() bool { return c.barrier.Sealed() }
-
-// authorizeRoot checks that tok is a live token with the root policy. The
-// reason for a refusal is logged; the caller sees ErrPermissionDenied.
-func (c *Core) authorizeRoot(ctx context.Context, op, tok string) (*token.Entry, error) {
-	if tok == "" {
-		c.log.InfoContext(ctx, "request denied", "op", op, "reason", "no token")
-		return nil, ErrPermissionDenied
-	}
-	e, err := c.tokens.Lookup(ctx, tok)
-	switch {
-	case errors.Is(err, barrier.ErrSealed):
-		return nil, ErrSealed
-	case errors.Is(err, token.ErrNotFound), errors.Is(err, token.ErrExpired):
-		c.log.InfoContext(ctx, "request denied", "op", op, "reason", err.Error())
-		return nil, ErrPermissionDenied
-	case err != nil:
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	if !e.IsRoot() {
-		c.log.InfoContext(ctx, "request denied", "op", op, "reason", "token lacks the root policy", "accessor", e.Accessor)
-		return nil, ErrPermissionDenied
-	}
-	return e, nil
-}
-
-// Seal seals the core. It needs a root token.
-func (c *Core) Seal(ctx context.Context, tok string) error {
-	e, err := c.authorizeRoot(ctx, "seal", tok)
-	if err != nil {
-		return err
-	}
-	c.stateMu.Lock()
-	defer c.stateMu.Unlock()
-	c.barrier.Seal()
-	c.seal.Reset()
-	c.cluster = clusterInfo{}
-	c.log.InfoContext(ctx, "core sealed", "accessor", e.Accessor)
-	return nil
-}
-
-// Rotate adds a new barrier key term. It needs a root token.
-func (c *Core) Rotate(ctx context.Context, tok string) (barrier.KeyStatus, error) {
-	e, err := c.authorizeRoot(ctx, "rotate", tok)
-	if err != nil {
-		return barrier.KeyStatus{}, err
-	}
-	st, err := c.barrier.Rotate(ctx)
-	if err != nil {
-		return barrier.KeyStatus{}, fmt.Errorf("rotate: %w", err)
-	}
-	c.log.InfoContext(ctx, "barrier key rotated", "term", st.Term, "accessor", e.Accessor)
-	return st, nil
-}
-
-// KeyStatus reports the barrier's active key term. It needs a root token.
-func (c *Core) KeyStatus(ctx context.Context, tok string) (barrier.KeyStatus, error) {
-	if _, err := c.authorizeRoot(ctx, "key-status", tok); err != nil {
-		return barrier.KeyStatus{}, err
-	}
-	return c.barrier.KeyStatus()
-}
+func (c *Core) Sealed() bool { return c.active.Load() == nil }
 
 // Health is the node's state for load balancers and orchestrators.
 type Health struct {

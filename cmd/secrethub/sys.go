@@ -50,7 +50,11 @@ func (f *clientFlags) client() (*client.Client, error) {
 	if ca == "" {
 		ca = os.Getenv(envCACert)
 	}
-	return client.New(client.Config{Address: addr, Token: os.Getenv(envToken), CACertFile: ca})
+	tok := os.Getenv(envToken)
+	if tok == "" {
+		tok = storedToken()
+	}
+	return client.New(client.Config{Address: addr, Token: tok, CACertFile: ca})
 }
 
 // explain turns client errors into messages that say what to do.

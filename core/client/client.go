@@ -233,7 +233,9 @@ func (c *Client) Rotate(ctx context.Context) error {
 
 // KeyStatus returns the barrier's active key term.
 func (c *Client) KeyStatus(ctx context.Context) (*wire.KeyStatus, error) {
-	var out wire.KeyStatusResponse
+	var out struct {
+		Data wire.KeyStatus `json:"data"`
+	}
 	if err := c.Do(ctx, http.MethodGet, "sys/key-status", nil, &out); err != nil {
 		return nil, err
 	}
@@ -254,3 +256,78 @@ func (c *Client) Health(ctx context.Context) (*wire.HealthResponse, error) {
 	}
 	return &out, nil
 }
+
+// Read reads path (below /v1/) with optional query parameters. A 404 is
+// ErrNotFound.
+func (c *Client) Read(ctx context.Context, path string, query url.Values) (*wire.Response, error) {
+	var out wire.Response
+	if _, err := c.do(ctx, http.MethodGet, path, query, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Write sends data to path with PUT. A 204 gives an empty response.
+func (c *Client) Write(ctx context.Context, path string, data any) (*wire.Response, error) {
+	var out wire.Response
+	if _, err := c.do(ctx, http.MethodPut, path, nil, data, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// List lists path with Vault's LIST verb.
+func (c *Client) List(ctx context.Context, path string) (*wire.Response, error) {
+	var out wire.Response
+	if _, err := c.do(ctx, "LIST", path, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Delete deletes path, with optional query parameters.
+func (c *Client) Delete(ctx context.Context, path string, query url.Values) (*wire.Response, error) {
+	var out wire.Response
+	if _, err := c.do(ctx, http.MethodDelete, path, query, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ReadRaw reads path and returns the body as it came, for endpoints that
+// answer with something other than JSON (audit exports).
+func (c *Client) ReadRaw(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	u := c.base.JoinPath("v1", path)
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("X-SecretHub-Token", c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, c.base.Host, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read answer: %w", path, err)
+	}
+	if resp.StatusCode >= 400 {
+		re := &ResponseError{StatusCode: resp.StatusCode}
+		var er wire.ErrorResponse
+		if json.Unmarshal(body, &er) == nil {
+			re.Errors = er.Errors
+		}
+		return nil, re
+	}
+	return body, nil
+}
+
+// SetToken changes the token sent with each request.
+func (c *Client) SetToken(t string) { c.token = t }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/secrethub/secrethub/core"
+	"github.com/secrethub/secrethub/core/audit"
 	corehttp "github.com/secrethub/secrethub/core/http"
 	"github.com/secrethub/secrethub/core/storage/inmem"
 )
@@ -28,7 +29,7 @@ func FuzzAPIBodies(f *testing.F) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	f.Fuzz(func(t *testing.T, path, body string) {
-		c, err := core.New(core.Config{Backend: inmem.New(), Logger: log})
+		c, err := core.New(core.Config{Backend: inmem.New(), Logger: log, AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/secrethub/secrethub/core"
 	"github.com/secrethub/secrethub/core/wire"
@@ -62,10 +61,7 @@ func New(c *core.Core, opts Options) http.Handler {
 		"sys/init":        {http.MethodGet: h.initStatus, http.MethodPut: h.init, http.MethodPost: h.init},
 		"sys/seal-status": {http.MethodGet: h.sealStatus},
 		"sys/unseal":      {http.MethodPut: h.unseal, http.MethodPost: h.unseal},
-		"sys/seal":        {http.MethodPut: h.seal, http.MethodPost: h.seal},
 		"sys/health":      {http.MethodGet: h.health, http.MethodHead: h.health},
-		"sys/rotate":      {http.MethodPut: h.rotate, http.MethodPost: h.rotate},
-		"sys/key-status":  {http.MethodGet: h.keyStatus},
 	}
 	return h
 }
@@ -80,11 +76,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path = strings.TrimSuffix(path, "/")
 	rt, ok := h.routes[path]
 	if !ok {
-		if !strings.HasPrefix(path, "sys/") && h.core.Sealed() {
-			writeError(w, http.StatusServiceUnavailable, "SecretHub is sealed")
-			return
-		}
-		writeError(w, http.StatusNotFound, "no handler for "+strconv.Quote(r.URL.Path))
+		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
+		h.logical(w, r, path)
 		return
 	}
 	method := r.Method
@@ -195,6 +188,9 @@ func (h *handler) respondError(w http.ResponseWriter, r *http.Request, err error
 		writeError(w, http.StatusServiceUnavailable, "SecretHub is sealed")
 	case errors.Is(err, core.ErrPermissionDenied):
 		writeError(w, http.StatusForbidden, "permission denied")
+	case errors.Is(err, core.ErrAuditFailed):
+		h.log.ErrorContext(r.Context(), "request refused: audit failed", "method", r.Method, "path", r.URL.Path)
+		writeError(w, http.StatusInternalServerError, core.ErrAuditFailed.Error())
 	case errors.Is(err, core.ErrNotInitialized):
 		writeError(w, http.StatusBadRequest, "SecretHub is not initialized")
 	case errors.Is(err, core.ErrAlreadyInitialized):
@@ -314,32 +310,6 @@ func (h *handler) unseal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, toSealStatus(st))
-}
-
-func (h *handler) seal(w http.ResponseWriter, r *http.Request) {
-	if err := h.core.Seal(r.Context(), requestToken(r)); err != nil {
-		h.respondError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *handler) rotate(w http.ResponseWriter, r *http.Request) {
-	if _, err := h.core.Rotate(r.Context(), requestToken(r)); err != nil {
-		h.respondError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *handler) keyStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := h.core.KeyStatus(r.Context(), requestToken(r))
-	if err != nil {
-		h.respondError(w, r, err)
-		return
-	}
-	ks := wire.KeyStatus{Term: int(st.Term), InstallTime: st.InstallTime.Format(time.RFC3339Nano), Terms: st.Terms}
-	writeJSON(w, http.StatusOK, wire.KeyStatusResponse{KeyStatus: ks, Data: ks})
 }
 
 // health answers with Vault's status codes: 200 active, 429 standby, 472

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/secrethub/secrethub/core"
+	"github.com/secrethub/secrethub/core/audit"
 	corehttp "github.com/secrethub/secrethub/core/http"
 	"github.com/secrethub/secrethub/core/storage/inmem"
 	"github.com/secrethub/secrethub/core/wire"
@@ -24,7 +25,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, opts corehttp.Options) *fixture {
 	t.Helper()
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler)})
+	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
+		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +98,14 @@ func TestBadInputIsA4xxNamingTheProblem(t *testing.T) {
 		"pgp keys":                 {"PUT", "/v1/sys/init", `{"pgp_keys":["x"]}`, 400, "pgp_keys"},
 		"too large":                {"PUT", "/v1/sys/init", `{"pgp_keys":["` + strings.Repeat("a", 300) + `"]}`, 413, "larger than 256 bytes"},
 		"wrong method":             {"DELETE", "/v1/sys/init", "", 405, "allowed: GET, POST, PUT"},
-		"unknown sys path":         {"GET", "/v1/sys/nope", "", 404, "no handler"},
+		"sys path while sealed":    {"GET", "/v1/sys/mounts", "", 503, "sealed"},
 		"outside /v1":              {"GET", "/secrets", "", 404, "/v1/"},
 		"sealed non-sys path":      {"GET", "/v1/secrets/app", "", 503, "sealed"},
 		"unseal uninitialized":     {"PUT", "/v1/sys/unseal", `{"key":"00"}`, 400, "not initialized"},
 		"unseal without key":       {"PUT", "/v1/sys/unseal", `{}`, 400, "key: missing"},
 		"unseal undecodable key":   {"PUT", "/v1/sys/unseal", `{"key":"zz!"}`, 400, "neither hex nor base64"},
 		"unseal migrate":           {"PUT", "/v1/sys/unseal", `{"migrate":true}`, 400, "migrate"},
-		"seal without token":       {"PUT", "/v1/sys/seal", "", 403, "permission denied"},
+		"seal while sealed":        {"PUT", "/v1/sys/seal", "", 503, "sealed"},
 		"health bad code override": {"GET", "/v1/sys/health?sealedcode=abc", "", 400, "sealedcode"},
 		"health bad standbyok":     {"GET", "/v1/sys/health?standbyok=maybe", "", 400, "standbyok"},
 	}
@@ -172,7 +174,7 @@ func TestInitUnsealSealFlow(t *testing.T) {
 	if code, _ := f.do("HEAD", "/v1/sys/health", ""); code != 200 {
 		t.Fatalf("health active: %d", code)
 	}
-	if code, body := f.do("GET", "/v1/secrets/app", ""); code != 404 {
+	if code, body := f.do("GET", "/v1/nomount/app", ""); code != 404 || !strings.Contains(body, "no mount") {
 		t.Fatalf("unknown path while unsealed: %d %s, want 404", code, body)
 	}
 
@@ -206,8 +208,8 @@ func TestWrongShareResetsProgressOverHTTP(t *testing.T) {
 	f := newFixture(t, corehttp.Options{})
 	other := newFixture(t, corehttp.Options{}).initAndUnseal()
 	res := f.initAndUnseal()
-	if code, _ := f.do("PUT", "/v1/sys/seal", "", "X-Vault-Token", res.RootToken); code != 204 {
-		t.Fatal("seal failed")
+	if code, body := f.do("PUT", "/v1/sys/seal", "", "X-Vault-Token", res.RootToken); code != 204 {
+		t.Fatalf("seal failed: %d %s", code, body)
 	}
 	f.do("PUT", "/v1/sys/unseal", `{"key":"`+res.Keys[0]+`"}`)
 	code, body := f.do("PUT", "/v1/sys/unseal", `{"key":"`+other.Keys[1]+`"}`)

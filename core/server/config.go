@@ -40,6 +40,20 @@ type Config struct {
 	MaxRequestBytes int64 `json:"max_request_bytes,omitempty"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `json:"log_level,omitempty"`
+	// Audit chooses where audit events go.
+	Audit AuditConfig `json:"audit,omitempty"`
+}
+
+// AuditConfig chooses the audit sinks. Every request is audited; a
+// request whose event cannot be written fails.
+type AuditConfig struct {
+	// FilePath, when set, adds a JSON-lines file sink (env
+	// SECRETHUB_AUDIT_FILE). With file storage it defaults to the storage
+	// path plus ".audit.jsonl".
+	FilePath string `json:"file_path,omitempty"`
+	// DisablePostgres turns off the table sink (schema audit) that
+	// Postgres storage otherwise gets; a file sink must then be set.
+	DisablePostgres bool `json:"disable_postgres,omitempty"`
 }
 
 // StorageConfig chooses the storage backend.
@@ -64,6 +78,7 @@ const (
 	EnvStoragePath     = "SECRETHUB_STORAGE_PATH"
 	EnvLogLevel        = "SECRETHUB_LOG_LEVEL"
 	EnvMaxRequestBytes = "SECRETHUB_MAX_REQUEST_BYTES"
+	EnvAuditFile       = "SECRETHUB_AUDIT_FILE"
 )
 
 // LoadFile reads a YAML or JSON configuration file. Unknown fields are an
@@ -96,6 +111,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	str(EnvStorageType, &c.Storage.Type)
 	str(EnvStoragePath, &c.Storage.Path)
 	str(EnvLogLevel, &c.LogLevel)
+	str(EnvAuditFile, &c.Audit.FilePath)
 	if v, ok := lookup(EnvMaxRequestBytes); ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -116,6 +132,9 @@ func (c *Config) FillDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.Audit.FilePath == "" && c.Storage.Type == StorageFile && c.Storage.Path != "" {
+		c.Audit.FilePath = c.Storage.Path + ".audit.jsonl"
 	}
 }
 
@@ -144,6 +163,9 @@ func (c *Config) Validate() error {
 	case StoragePostgres:
 		if c.Storage.DatabaseURL == "" {
 			return fmt.Errorf("storage.database_url: required for postgres storage (or set %s)", EnvDatabaseURL)
+		}
+		if c.Audit.DisablePostgres && c.Audit.FilePath == "" {
+			return fmt.Errorf("audit: disable_postgres leaves no audit sink; set audit.file_path (or %s)", EnvAuditFile)
 		}
 	case StorageFile:
 		if c.Storage.Path == "" {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core"
+	"github.com/secrethub/secrethub/core/audit"
+	"github.com/secrethub/secrethub/core/audit/pgsink"
 	corehttp "github.com/secrethub/secrethub/core/http"
 	"github.com/secrethub/secrethub/core/storage"
 	"github.com/secrethub/secrethub/core/storage/file"
@@ -75,7 +77,18 @@ func Run(ctx context.Context, opts Options) error {
 			log.Error("closing storage", "error", err.Error())
 		}
 	}()
-	c, err := core.New(core.Config{Backend: backend, StorageType: cfg.Storage.Type, Logger: log})
+	sinks, err := openAuditSinks(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range sinks {
+			if err := s.Sink.Close(); err != nil {
+				log.Error("closing audit sink", "sink", s.Name, "error", err.Error())
+			}
+		}
+	}()
+	c, err := core.New(core.Config{Backend: backend, StorageType: cfg.Storage.Type, Logger: log, AuditSinks: sinks})
 	if err != nil {
 		return err
 	}
@@ -133,6 +146,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	c.Shutdown(shutdownCtx)
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -159,6 +173,40 @@ func openStorage(ctx context.Context, sc StorageConfig) (storage.Backend, error)
 		return inmem.New(), nil
 	}
 	return nil, fmt.Errorf("storage.type %q: want postgres, file or inmem", sc.Type)
+}
+
+// openAuditSinks opens the configured audit sinks: the Postgres table
+// first (the chain of record) when storage is Postgres, then the file.
+// Dev and inmem servers without a file keep events in memory.
+func openAuditSinks(ctx context.Context, cfg Config) ([]core.AuditSink, error) {
+	var sinks []core.AuditSink
+	closeAll := func() {
+		for _, s := range sinks {
+			s.Sink.Close()
+		}
+	}
+	if cfg.Storage.Type == StoragePostgres && !cfg.Audit.DisablePostgres {
+		s, err := pgsink.Open(ctx, cfg.Storage.DatabaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("audit (postgres): %w", err)
+		}
+		sinks = append(sinks, core.AuditSink{Name: "postgres", Sink: s})
+	}
+	if cfg.Audit.FilePath != "" {
+		s, err := audit.OpenFile(cfg.Audit.FilePath)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("audit.file_path: %w", err)
+		}
+		sinks = append(sinks, core.AuditSink{Name: "file", Sink: s})
+	}
+	if len(sinks) == 0 && cfg.Storage.Type == StorageInmem {
+		sinks = append(sinks, core.AuditSink{Name: "memory", Sink: audit.NewMemory()})
+	}
+	if len(sinks) == 0 {
+		return nil, fmt.Errorf("audit: no sink configured; set audit.file_path (or %s)", EnvAuditFile)
+	}
+	return sinks, nil
 }
 
 // devInit initializes the dev server with a single unseal key, unseals it,

@@ -18,6 +18,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/secrethub/secrethub/core/storage"
@@ -33,6 +34,7 @@ const RootPolicy = "root"
 const (
 	idPrefix       = "sys/token/id/"
 	accessorPrefix = "sys/token/accessor/"
+	parentPrefix   = "sys/token/parent/"
 	randomBytes    = 32
 )
 
@@ -42,33 +44,66 @@ var (
 	ErrNotFound = errors.New("token: not found")
 	// ErrExpired is returned for a token past its expiry.
 	ErrExpired = errors.New("token: expired")
+	// ErrNotRenewable is returned by Renew for a token created
+	// non-renewable.
+	ErrNotRenewable = errors.New("token: not renewable")
 )
 
 // Storage is the part of the barrier's storage view the store needs.
 type Storage interface {
 	Get(ctx context.Context, key string) ([]byte, error)
+	List(ctx context.Context, prefix string) ([]string, error)
 	Txn(ctx context.Context, ops []storage.Op) error
 }
 
 // Entry is what the store knows of a token. The ID itself is not part of
 // it.
 type Entry struct {
-	Accessor    string    `json:"accessor"`
-	Policies    []string  `json:"policies"`
-	DisplayName string    `json:"display_name"`
-	CreatedAt   time.Time `json:"created_at"`
-	// ExpiresAt is zero for a token that does not expire (root tokens).
+	Accessor    string            `json:"accessor"`
+	Policies    []string          `json:"policies"`
+	DisplayName string            `json:"display_name"`
+	Meta        map[string]string `json:"meta,omitempty"`
+	// Path is the API path that created the token ("auth/token/create",
+	// "auth/approle/login").
+	Path      string    `json:"path"`
+	CreatedAt time.Time `json:"created_at"`
+	// TTL is the TTL the token was created with; zero for tokens that
+	// never expire (root tokens).
+	TTL time.Duration `json:"ttl,omitempty"`
+	// ExplicitMaxTTL, when set, caps the token's life from creation, even
+	// across renewals.
+	ExplicitMaxTTL time.Duration `json:"explicit_max_ttl,omitempty"`
+	// ExpiresAt is zero for a token that does not expire.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// MaxExpiresAt is the hard end of the token's life; zero for none.
+	MaxExpiresAt time.Time `json:"max_expires_at,omitzero"`
+	Renewable    bool      `json:"renewable"`
+	// Parent is the parent token's accessor; empty for an orphan.
+	Parent string `json:"parent,omitempty"`
 }
 
 // IsRoot reports whether the token carries the root policy.
 func (e *Entry) IsRoot() bool { return slices.Contains(e.Policies, RootPolicy) }
 
-// Store creates and looks up tokens in the barrier's storage.
+// RemainingTTL is the time left before expiry at now; zero for a token
+// that does not expire.
+func (e *Entry) RemainingTTL(now time.Time) time.Duration {
+	if e.ExpiresAt.IsZero() {
+		return 0
+	}
+	return max(e.ExpiresAt.Sub(now), 0)
+}
+
+// Store creates, looks up, renews and revokes tokens in the barrier's
+// storage.
 type Store struct {
 	storage Storage
 	rand    io.Reader
 	now     func() time.Time
+
+	// mu serializes renewals and revocations, which read and rewrite
+	// records.
+	mu sync.Mutex
 }
 
 // New returns a store over s. A nil random source means crypto/rand; a nil
@@ -83,47 +118,68 @@ func New(s Storage, random io.Reader, now func() time.Time) *Store {
 	return &Store{storage: s, rand: random, now: now}
 }
 
-// Prepare makes a new token for e and returns its ID and the storage ops
-// that record it, without writing them: the caller applies them, alone or
-// in a larger transaction (at initialization, the root token is stored
-// together with the keyring). If id is empty a random one is generated. e's
-// accessor and creation time are filled in.
-func (s *Store) Prepare(id string, e Entry) (string, []storage.Op, error) {
+// Prepare makes a new token for e and returns its ID, its completed entry
+// and the storage ops that record it, without writing them: the caller
+// applies them, alone or in a larger transaction (at initialization, the
+// root token is stored together with the keyring). If id is empty a random
+// one is generated. The accessor, creation time and expiry are filled in
+// from e.TTL and e.ExplicitMaxTTL.
+func (s *Store) Prepare(id string, e Entry) (string, *Entry, []storage.Op, error) {
 	var err error
 	if id == "" {
 		if id, err = s.random(Prefix); err != nil {
-			return "", nil, err
+			return "", nil, nil, err
 		}
 	} else if err := ValidateID(id); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	if e.Accessor, err = s.random(""); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	if e.CreatedAt.IsZero() {
-		e.CreatedAt = s.now().UTC()
+	e.CreatedAt = s.now().UTC()
+	e.ExpiresAt, e.MaxExpiresAt = time.Time{}, time.Time{}
+	if e.ExplicitMaxTTL > 0 {
+		e.MaxExpiresAt = e.CreatedAt.Add(e.ExplicitMaxTTL)
+	}
+	if e.TTL > 0 {
+		e.ExpiresAt = e.CreatedAt.Add(e.TTL)
+		if !e.MaxExpiresAt.IsZero() && e.ExpiresAt.After(e.MaxExpiresAt) {
+			e.ExpiresAt = e.MaxExpiresAt
+		}
+	} else if !e.MaxExpiresAt.IsZero() {
+		e.ExpiresAt = e.MaxExpiresAt
 	}
 	raw, err := json.Marshal(e)
 	if err != nil {
-		return "", nil, fmt.Errorf("token: encode: %w", err)
+		return "", nil, nil, fmt.Errorf("token: encode: %w", err)
 	}
 	h := Hash(id)
-	return id, []storage.Op{
+	ops := []storage.Op{
 		storage.PutOp(idPrefix+h, raw),
 		storage.PutOp(accessorPrefix+e.Accessor, []byte(h)),
-	}, nil
+	}
+	if e.Parent != "" {
+		ops = append(ops, storage.PutOp(parentPrefix+e.Parent+"/"+e.Accessor, nil))
+	}
+	return id, &e, ops, nil
 }
 
-// Create stores a new token for e and returns its ID.
-func (s *Store) Create(ctx context.Context, id string, e Entry) (string, error) {
-	id, ops, err := s.Prepare(id, e)
+// Create stores a new token for e and returns its ID and entry. A parent
+// named in e must exist.
+func (s *Store) Create(ctx context.Context, id string, e Entry) (string, *Entry, error) {
+	if e.Parent != "" {
+		if _, err := s.LookupAccessor(ctx, e.Parent); err != nil {
+			return "", nil, fmt.Errorf("token: parent: %w", err)
+		}
+	}
+	id, entry, ops, err := s.Prepare(id, e)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := s.storage.Txn(ctx, ops); err != nil {
-		return "", fmt.Errorf("token: store: %w", err)
+		return "", nil, fmt.Errorf("token: store: %w", err)
 	}
-	return id, nil
+	return id, entry, nil
 }
 
 // Lookup returns the entry of a live token. A missing, malformed or
@@ -133,7 +189,45 @@ func (s *Store) Lookup(ctx context.Context, id string) (*Entry, error) {
 	if ValidateID(id) != nil {
 		return nil, ErrNotFound
 	}
-	raw, err := s.storage.Get(ctx, idPrefix+Hash(id))
+	return s.byHash(ctx, Hash(id))
+}
+
+// LookupAccessor returns the entry of the live token with accessor.
+func (s *Store) LookupAccessor(ctx context.Context, accessor string) (*Entry, error) {
+	h, err := s.hashOf(ctx, accessor)
+	if err != nil {
+		return nil, err
+	}
+	return s.byHash(ctx, h)
+}
+
+func (s *Store) hashOf(ctx context.Context, accessor string) (string, error) {
+	if accessor == "" || storage.ValidateKey(accessorPrefix+accessor) != nil || strings.Contains(accessor, "/") {
+		return "", ErrNotFound
+	}
+	raw, err := s.storage.Get(ctx, accessorPrefix+accessor)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("token: lookup accessor: %w", err)
+	}
+	return string(raw), nil
+}
+
+func (s *Store) byHash(ctx context.Context, h string) (*Entry, error) {
+	e, err := s.read(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if !e.ExpiresAt.IsZero() && !s.now().Before(e.ExpiresAt) {
+		return nil, ErrExpired
+	}
+	return e, nil
+}
+
+func (s *Store) read(ctx context.Context, h string) (*Entry, error) {
+	raw, err := s.storage.Get(ctx, idPrefix+h)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ErrNotFound
 	}
@@ -144,10 +238,143 @@ func (s *Store) Lookup(ctx context.Context, id string) (*Entry, error) {
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return nil, fmt.Errorf("token: decode: %w", err)
 	}
-	if !e.ExpiresAt.IsZero() && !s.now().Before(e.ExpiresAt) {
-		return nil, ErrExpired
-	}
 	return &e, nil
+}
+
+// Renew extends the live token with accessor by increment from now (its
+// creation TTL when increment is zero), never past its MaxExpiresAt. A
+// token that does not expire is returned unchanged. The boolean reports
+// whether the maximum capped the renewal.
+func (s *Store) Renew(ctx context.Context, accessor string, increment time.Duration) (*Entry, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := s.hashOf(ctx, accessor)
+	if err != nil {
+		return nil, false, err
+	}
+	e, err := s.byHash(ctx, h)
+	if err != nil {
+		return nil, false, err
+	}
+	if e.ExpiresAt.IsZero() {
+		return e, false, nil
+	}
+	if !e.Renewable {
+		return nil, false, ErrNotRenewable
+	}
+	if increment <= 0 {
+		increment = e.TTL
+	}
+	exp := s.now().UTC().Add(increment)
+	capped := false
+	if !e.MaxExpiresAt.IsZero() && exp.After(e.MaxExpiresAt) {
+		exp, capped = e.MaxExpiresAt, true
+	}
+	e.ExpiresAt = exp
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return nil, false, fmt.Errorf("token: encode: %w", err)
+	}
+	if err := s.storage.Txn(ctx, []storage.Op{storage.PutOp(idPrefix+h, raw)}); err != nil {
+		return nil, false, fmt.Errorf("token: renew: %w", err)
+	}
+	return e, capped, nil
+}
+
+// Revoke revokes the token with accessor and, recursively, every token it
+// created, in one transaction. It returns the accessors revoked. Revoking
+// an unknown accessor gives ErrNotFound. Expired tokens are revoked too.
+func (s *Store) Revoke(ctx context.Context, accessor string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ops []storage.Op
+	var revoked []string
+	queue := []string{accessor}
+	for len(queue) > 0 {
+		acc := queue[0]
+		queue = queue[1:]
+		h, err := s.hashOf(ctx, acc)
+		if errors.Is(err, ErrNotFound) && acc != accessor {
+			continue // a child already gone
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := s.read(ctx, h)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		children, err := s.storage.List(ctx, parentPrefix+acc+"/")
+		if err != nil {
+			return nil, fmt.Errorf("token: list children: %w", err)
+		}
+		for _, c := range children {
+			ops = append(ops, storage.DeleteOp(parentPrefix+acc+"/"+c))
+			queue = append(queue, c)
+		}
+		ops = append(ops, storage.DeleteOp(idPrefix+h), storage.DeleteOp(accessorPrefix+acc))
+		if e != nil && e.Parent != "" && acc == accessor {
+			ops = append(ops, storage.DeleteOp(parentPrefix+e.Parent+"/"+acc))
+		}
+		revoked = append(revoked, acc)
+	}
+	if err := s.storage.Txn(ctx, ops); err != nil {
+		return nil, fmt.Errorf("token: revoke: %w", err)
+	}
+	return revoked, nil
+}
+
+// RevokeOrphan revokes only the token with accessor; its children become
+// orphans.
+func (s *Store) RevokeOrphan(ctx context.Context, accessor string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := s.hashOf(ctx, accessor)
+	if err != nil {
+		return err
+	}
+	e, err := s.read(ctx, h)
+	if err != nil {
+		return err
+	}
+	ops := []storage.Op{storage.DeleteOp(idPrefix + h), storage.DeleteOp(accessorPrefix + accessor)}
+	if e.Parent != "" {
+		ops = append(ops, storage.DeleteOp(parentPrefix+e.Parent+"/"+accessor))
+	}
+	children, err := s.storage.List(ctx, parentPrefix+accessor+"/")
+	if err != nil {
+		return fmt.Errorf("token: list children: %w", err)
+	}
+	for _, c := range children {
+		ops = append(ops, storage.DeleteOp(parentPrefix+accessor+"/"+c))
+		ch, err := s.hashOf(ctx, c)
+		if err != nil {
+			continue
+		}
+		ce, err := s.read(ctx, ch)
+		if err != nil {
+			continue
+		}
+		ce.Parent = ""
+		raw, err := json.Marshal(ce)
+		if err != nil {
+			return fmt.Errorf("token: encode: %w", err)
+		}
+		ops = append(ops, storage.PutOp(idPrefix+ch, raw))
+	}
+	if err := s.storage.Txn(ctx, ops); err != nil {
+		return fmt.Errorf("token: revoke: %w", err)
+	}
+	return nil
+}
+
+// Accessors lists the accessors of every stored token.
+func (s *Store) Accessors(ctx context.Context) ([]string, error) {
+	keys, err := s.storage.List(ctx, accessorPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("token: list accessors: %w", err)
+	}
+	return keys, nil
 }
 
 // Hash is the form in which a token ID is stored: hex SHA-256. IDs carry

@@ -80,9 +80,30 @@ type KeyStatus struct {
 	Terms       int    `json:"terms"`
 }
 
-// KeyStatusResponse answers sys/key-status: Vault puts the fields both at
-// the top level and under data.
-type KeyStatusResponse struct {
-	KeyStatus
-	Data KeyStatus `json:"data"`
+
+// Response is Vault's envelope for every logical answer.
+type Response struct {
+	RequestID     string         `json:"request_id"`
+	LeaseID       string         `json:"lease_id"`
+	Renewable     bool           `json:"renewable"`
+	LeaseDuration int64          `json:"lease_duration"`
+	Data          map[string]any `json:"data"`
+	WrapInfo      any            `json:"wrap_info"`
+	Warnings      []string       `json:"warnings"`
+	Auth          *Auth          `json:"auth"`
+	MountType     string         `json:"mount_type"`
+}
+
+// Auth is a token handed to a client.
+type Auth struct {
+	ClientToken   string            `json:"client_token"`
+	Accessor      string            `json:"accessor"`
+	Policies      []string          `json:"policies"`
+	TokenPolicies []string          `json:"token_policies"`
+	Metadata      map[string]string `json:"metadata"`
+	LeaseDuration int64             `json:"lease_duration"`
+	Renewable     bool              `json:"renewable"`
+	EntityID      string            `json:"entity_id"`
+	TokenType     string            `json:"token_type"`
+	Orphan        bool              `json:"orphan"`
 }

@@ -1,0 +1,201 @@
+package http_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/secrethub/secrethub/core"
+	"github.com/secrethub/secrethub/core/audit"
+	corehttp "github.com/secrethub/secrethub/core/http"
+	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/core/wire"
+)
+
+// testClock is a settable clock shared by the core and the test.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// unsealedServer is a core over inmem storage with a memory audit sink,
+// initialized and unsealed, served over HTTP.
+type unsealedServer struct {
+	*fixture
+	root  string
+	audit *audit.Memory
+	clock *testClock
+}
+
+func newUnsealedServer(t *testing.T) *unsealedServer {
+	t.Helper()
+	mem := audit.NewMemory()
+	clk := &testClock{t: time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)} // a Wednesday, noon UTC
+	c, err := core.New(core.Config{
+		Backend: inmem.New(), Logger: slog.New(slog.DiscardHandler), Now: clk.now,
+		AuditSinks: []core.AuditSink{{Name: "memory", Sink: mem}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)}))
+	t.Cleanup(srv.Close)
+	f := &fixture{t: t, core: c, srv: srv}
+	res := f.initAndUnseal()
+	return &unsealedServer{fixture: f, root: res.RootToken, audit: mem, clock: clk}
+}
+
+// must sends a request as token and fails the test unless the status is
+// want; it returns the decoded envelope.
+func (s *unsealedServer) must(want int, method, path, body, tok string) wire.Response {
+	s.t.Helper()
+	code, out := s.do(method, path, body, "X-SecretHub-Token", tok)
+	if code != want {
+		s.t.Fatalf("%s %s: %d %s, want %d", method, path, code, out, want)
+	}
+	var resp wire.Response
+	if out != "" {
+		_ = json.Unmarshal([]byte(out), &resp)
+	}
+	return resp
+}
+
+// createToken makes a token with policies and ttl as root.
+func (s *unsealedServer) createToken(ttl string, policies ...string) string {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]any{"policies": policies, "ttl": ttl})
+	resp := s.must(200, "POST", "/v1/auth/token/create", string(body), s.root)
+	return resp.Auth.ClientToken
+}
+
+func (s *unsealedServer) records() []audit.Record {
+	s.t.Helper()
+	var out []audit.Record
+	for r, err := range s.audit.Records(context.Background()) {
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestAuthorizationMatrix: every endpoint × every kind of bad credential
+// is refused with 403, the refusal is audited, and the body says nothing
+// more than "permission denied".
+func TestAuthorizationMatrix(t *testing.T) {
+	s := newUnsealedServer(t)
+	s.must(204, "PUT", "/v1/sys/policies/acl/other", `{"policy":"rules:\n- path: other/*\n  capabilities: [read]\n"}`, s.root)
+	// Every capability on everything, but only from 10.0.0.0/8: the test
+	// client is 127.0.0.1, so the condition fails.
+	s.must(204, "PUT", "/v1/sys/policies/acl/remote-only", `{"policy":"{\"rules\":[{\"path\":\"**\",\"capabilities\":[\"create\",\"read\",\"update\",\"delete\",\"list\",\"sudo\"],\"conditions\":{\"source_ip\":[\"10.0.0.0/8\"]}}]}"}`, s.root)
+	s.must(200, "PUT", "/v1/secrets/app/db", `{"password":"hunter2"}`, s.root)
+	s.must(204, "PUT", "/v1/auth/approle/role/web", `{"token_policies":["other"]}`, s.root)
+
+	insufficient := s.createToken("1h", "other")
+	conditional := s.createToken("1h", "remote-only")
+	expired := s.createToken("1m", "remote-only")
+	revoked := s.createToken("1h", "remote-only")
+	s.must(204, "POST", "/v1/auth/token/revoke", `{"token":"`+revoked+`"}`, s.root)
+	s.clock.advance(2 * time.Minute)
+
+	credentials := map[string]string{
+		"no token":            "",
+		"malformed":           "not a token at all",
+		"unknown":             "shs.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"expired":             expired,
+		"revoked":             revoked,
+		"insufficient policy": insufficient,
+		"failing condition":   conditional,
+	}
+	endpoints := []struct{ method, path, body string }{
+		{"GET", "/v1/secrets/app/db", ""},
+		{"PUT", "/v1/secrets/app/db", `{"password":"x"}`},
+		{"DELETE", "/v1/secrets/app/db", ""},
+		{"LIST", "/v1/secrets/app", ""},
+		{"GET", "/v1/secrets/app/db?history=true", ""},
+		{"PUT", "/v1/sys/policies/acl/evil", `{"policy":"rules: []"}`},
+		{"GET", "/v1/sys/policies/acl/other", ""},
+		{"DELETE", "/v1/sys/policies/acl/other", ""},
+		{"LIST", "/v1/sys/policies/acl", ""},
+		{"GET", "/v1/sys/mounts", ""},
+		{"POST", "/v1/sys/mounts/kv2", `{"type":"kv"}`},
+		{"DELETE", "/v1/sys/mounts/secrets", ""},
+		{"PUT", "/v1/sys/rotate", ""},
+		{"GET", "/v1/sys/key-status", ""},
+		{"PUT", "/v1/sys/seal", ""},
+		{"POST", "/v1/sys/audit-hash", `{"input":"x"}`},
+		{"GET", "/v1/sys/audit/verify", ""},
+		{"GET", "/v1/sys/audit/export", ""},
+		{"POST", "/v1/sys/policies/explain", `{"token":"` + s.root + `","path":"secrets/x"}`},
+		{"POST", "/v1/sys/capabilities", `{"token":"` + s.root + `","path":"secrets/x"}`},
+		{"POST", "/v1/auth/token/create", `{"policies":["root"]}`},
+		{"POST", "/v1/auth/token/create-orphan", `{}`},
+		{"LIST", "/v1/auth/token/accessors", ""},
+		{"POST", "/v1/auth/token/revoke-orphan", `{"token":"` + s.root + `"}`},
+		{"POST", "/v1/auth/token/lookup", `{"token":"` + s.root + `"}`},
+		{"PUT", "/v1/auth/approle/role/web", `{"token_policies":["root"]}`},
+		{"GET", "/v1/auth/approle/role/web/role-id", ""},
+		{"PUT", "/v1/auth/approle/role/web/secret-id", `{}`},
+		{"LIST", "/v1/auth/approle/role", ""},
+	}
+	selfEndpoints := []struct{ method, path, body string }{
+		{"GET", "/v1/auth/token/lookup-self", ""},
+		{"POST", "/v1/auth/token/renew-self", `{}`},
+		{"POST", "/v1/sys/capabilities-self", `{"path":"secrets/x"}`},
+		{"POST", "/v1/sys/policies/explain-self", `{"path":"secrets/x"}`},
+	}
+	for credName, tok := range credentials {
+		eps := endpoints
+		if credName != "insufficient policy" && credName != "failing condition" {
+			// The default policy grants these to any live token.
+			eps = append(eps, selfEndpoints...)
+		}
+		for _, ep := range eps {
+			t.Run(fmt.Sprintf("%s/%s %s", credName, ep.method, ep.path), func(t *testing.T) {
+				before := len(s.records())
+				code, body := s.do(ep.method, ep.path, ep.body, "X-SecretHub-Token", tok)
+				if code != 403 {
+					t.Fatalf("status %d, body %s; want 403", code, body)
+				}
+				if strings.TrimSpace(body) != `{"errors":["permission denied"]}` {
+					t.Fatalf("body %s says more than permission denied", body)
+				}
+				recs := s.records()
+				if len(recs) != before+1 {
+					t.Fatalf("%d audit records written, want 1", len(recs)-before)
+				}
+				ev := recs[len(recs)-1].Event
+				if ev.Result != audit.ResultDenied || ev.StatusCode != 403 || !strings.Contains(ep.path, ev.Path) {
+					t.Fatalf("audit event %+v", ev)
+				}
+				if tok != "" && strings.Contains(string(recs[len(recs)-1].Canonical), tok) {
+					t.Fatal("audit record holds the token")
+				}
+			})
+		}
+	}
+	// The core is still unsealed and the secret untouched.
+	resp := s.must(200, "GET", "/v1/secrets/app/db", "", s.root)
+	if resp.Data["password"] != "hunter2" {
+		t.Fatalf("secret changed: %v", resp.Data)
+	}
+}

@@ -1,0 +1,179 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/secrethub/secrethub/core"
+	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/wire"
+)
+
+// operationOf maps an HTTP request to a logical operation: GET reads (or
+// lists with ?list=true), LIST lists, PUT/POST/PATCH write, DELETE
+// deletes.
+func operationOf(r *http.Request) (logical.Operation, bool) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if ok, _ := parseBool(r.URL.Query().Get("list")); ok {
+			return logical.OpList, true
+		}
+		return logical.OpRead, true
+	case "LIST":
+		return logical.OpList, true
+	case http.MethodPut, http.MethodPost, http.MethodPatch:
+		return logical.OpUpdate, true
+	case http.MethodDelete:
+		return logical.OpDelete, true
+	}
+	return "", false
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "true", "1":
+		return true, nil
+	case "", "false", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean: %q", s)
+}
+
+// clientAddr is the peer's address. Forwarded headers are not trusted.
+func clientAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+// requestData is the JSON object body of a write, or the query parameters
+// of a read, list or delete.
+func requestData(r *http.Request, op logical.Operation) (map[string]any, *apiError) {
+	if op == logical.OpUpdate {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
+			}
+			return nil, &apiError{http.StatusBadRequest, "reading request body: " + err.Error()}
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			return map[string]any{}, nil
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var data map[string]any
+		if err := dec.Decode(&data); err != nil {
+			return nil, &apiError{http.StatusBadRequest, describeJSONError(err) + "; the body must be a JSON object"}
+		}
+		if dec.More() {
+			return nil, &apiError{http.StatusBadRequest, "invalid JSON body: more than one value"}
+		}
+		if data == nil {
+			return nil, &apiError{http.StatusBadRequest, "invalid JSON body: the body must be a JSON object, not null"}
+		}
+		return data, nil
+	}
+	q := r.URL.Query()
+	q.Del("list")
+	if len(q) == 0 {
+		return nil, nil
+	}
+	data := make(map[string]any, len(q))
+	for k, v := range q {
+		data[k] = v[0]
+	}
+	return data, nil
+}
+
+// logical serves every path outside the seal endpoints through the core's
+// request path.
+func (h *handler) logical(w http.ResponseWriter, r *http.Request, path string) {
+	op, ok := operationOf(r)
+	if !ok {
+		w.Header().Set("Allow", "GET, LIST, PUT, POST, PATCH, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
+		return
+	}
+	if h.core.Sealed() {
+		writeError(w, http.StatusServiceUnavailable, "SecretHub is sealed")
+		return
+	}
+	data, apiErr := requestData(r, op)
+	if apiErr != nil {
+		writeError(w, apiErr.status, apiErr.message)
+		return
+	}
+	req := &logical.Request{
+		Operation: op, Path: path, Data: data, ClientToken: requestToken(r), ClientAddr: clientAddr(r),
+	}
+	if strings.HasSuffix(r.URL.Path, "/") && op == logical.OpRead {
+		req.Operation = logical.OpList
+	}
+	resp, err := h.core.HandleRequest(r.Context(), req)
+	if err != nil {
+		status := core.StatusOf(err)
+		if status == http.StatusInternalServerError {
+			h.log.ErrorContext(r.Context(), "request failed", "request_id", req.ID, "method", r.Method, "path", r.URL.Path, "error", err.Error())
+		}
+		if status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", "GET, LIST, PUT, POST, PATCH, DELETE")
+		}
+		writeError(w, status, core.PublicMessage(err))
+		return
+	}
+	writeResponse(w, req, resp)
+}
+
+// writeResponse writes Vault's envelope, 204 when there is nothing to say,
+// or a raw body.
+func writeResponse(w http.ResponseWriter, req *logical.Request, resp *logical.Response) {
+	if resp == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if resp.Raw != nil {
+		ct := resp.RawContentType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		w.Header().Set("Content-Type", ct)
+		w.WriteHeader(statusOr(resp.StatusCode, http.StatusOK))
+		_, _ = w.Write(resp.Raw)
+		return
+	}
+	if resp.Data == nil && resp.Auth == nil && len(resp.Warnings) == 0 {
+		w.WriteHeader(statusOr(resp.StatusCode, http.StatusNoContent))
+		return
+	}
+	out := wire.Response{RequestID: req.ID, Data: resp.Data, Warnings: resp.Warnings}
+	if a := resp.Auth; a != nil {
+		out.Auth = &wire.Auth{
+			ClientToken: a.ClientToken, Accessor: a.Accessor, Policies: a.Policies, TokenPolicies: a.TokenPolicies,
+			Metadata: a.Metadata, LeaseDuration: int64(a.LeaseDuration.Seconds()), Renewable: a.Renewable,
+			EntityID: a.EntityID, TokenType: a.TokenType, Orphan: a.Orphan,
+		}
+	}
+	writeJSON(w, statusOr(resp.StatusCode, http.StatusOK), out)
+}
+
+func statusOr(s, def int) int {
+	if s != 0 {
+		return s
+	}
+	return def
+}

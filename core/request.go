@@ -1,0 +1,423 @@
+package core
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/secrethub/secrethub/core/audit"
+	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/mount"
+	"github.com/secrethub/secrethub/core/policy"
+	"github.com/secrethub/secrethub/core/token"
+)
+
+// ErrAuditFailed is returned, instead of the answer, for a request whose
+// audit event could not be written: SecretHub fails closed.
+var ErrAuditFailed = errors.New("audit log unavailable: request refused")
+
+// DeniedError is a refusal with the reason, for the audit log and the
+// server log. Clients see only "permission denied": it matches
+// ErrPermissionDenied.
+type DeniedError struct {
+	Reason string
+}
+
+func (e *DeniedError) Error() string { return "permission denied: " + e.Reason }
+
+// Is makes a DeniedError match ErrPermissionDenied.
+func (e *DeniedError) Is(target error) bool {
+	return target == ErrPermissionDenied || target == logical.ErrPermissionDenied
+}
+
+func denied(format string, args ...any) error {
+	return &DeniedError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// route says who serves a path and how it is authorized.
+type route struct {
+	// handler serves the request; engine is set instead for mounts.
+	handler func(ctx context.Context, req *logical.Request, caller *token.Entry) (*logical.Response, error)
+	engine  logical.Engine
+	mount   mount.Entry
+	// unauthenticated paths (logins) need no token.
+	unauthenticated bool
+	// sudo paths need the sudo capability besides the operation's.
+	sudo bool
+	// sealAfter seals the core once the request is audited.
+	sealAfter bool
+}
+
+// HandleRequest is the one request path every API call outside the seal
+// endpoints takes: sealed? → validate → route → authenticate → authorize
+// → engine → audit. The audit event is written before the answer is
+// returned; if it cannot be, the answer is withheld and ErrAuditFailed
+// returned.
+func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	st := c.active.Load()
+	if st == nil {
+		return nil, ErrSealed
+	}
+	if req.ID == "" {
+		req.ID = c.newRequestID()
+	}
+	req.Time = c.now().UTC()
+	resp, caller, rt, err := c.handle(ctx, st, req)
+	if aerr := st.audit.Record(ctx, c.auditEvent(req, caller, resp, err)); aerr != nil {
+		c.log.ErrorContext(ctx, "audit write failed; refusing request", "request_id", req.ID, "path", req.Path, "error", aerr.Error())
+		return nil, ErrAuditFailed
+	}
+	if err == nil && rt.sealAfter {
+		// Sealing closes the audit log, so it happens once the request's
+		// own event is written.
+		c.stateMu.Lock()
+		c.sealLocked(ctx)
+		c.stateMu.Unlock()
+		c.log.InfoContext(ctx, "core sealed", "accessor", req.TokenAccessor)
+	}
+	return resp, err
+}
+
+// handle runs a request up to its answer; HandleRequest audits it.
+func (c *Core) handle(ctx context.Context, st *activeState, req *logical.Request) (*logical.Response, *token.Entry, route, error) {
+	clean, folder, err := logical.CleanPath(req.Path)
+	if err != nil {
+		return nil, nil, route{}, err
+	}
+	req.Path = clean
+	if folder && req.Operation == logical.OpRead {
+		req.Operation = logical.OpList
+	}
+	rt, err := c.route(st, req)
+	if err != nil {
+		return nil, nil, rt, err
+	}
+	var caller *token.Entry
+	if !rt.unauthenticated {
+		if caller, err = c.authenticate(ctx, req); err != nil {
+			return nil, nil, rt, err
+		}
+	}
+	if err := c.resolveWrite(ctx, rt, req); err != nil {
+		return nil, caller, rt, err
+	}
+	if !rt.unauthenticated {
+		if err := c.authorize(ctx, req, caller, rt.sudo); err != nil {
+			return nil, caller, rt, err
+		}
+	}
+	var resp *logical.Response
+	if rt.engine != nil {
+		resp, err = rt.engine.HandleRequest(ctx, req)
+	} else {
+		resp, err = rt.handler(ctx, req, caller)
+	}
+	if err != nil {
+		return nil, caller, rt, err
+	}
+	if rt.unauthenticated && resp != nil && resp.Auth != nil {
+		if err := c.issueLoginToken(ctx, req, resp); err != nil {
+			return nil, caller, rt, err
+		}
+	}
+	return resp, caller, rt, nil
+}
+
+// route finds who serves req.Path and sets the mount-relative path.
+func (c *Core) route(st *activeState, req *logical.Request) (route, error) {
+	p := req.Path
+	switch {
+	case p == "sys" || strings.HasPrefix(p, "sys/"):
+		return c.sysRoute(req)
+	case p == "auth/token" || strings.HasPrefix(p, "auth/token/"):
+		req.MountPath, req.RelativePath = "auth/token/", strings.TrimPrefix(strings.TrimPrefix(p, "auth/token"), "/")
+		return c.tokenRoute(req)
+	}
+	m, ok := st.mounts.Match(p)
+	if !ok {
+		return route{}, fmt.Errorf("%w: no mount serves %q", logical.ErrUnsupportedPath, p)
+	}
+	req.MountPath = m.Path
+	req.RelativePath = strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimSuffix(m.Path, "/")), "/")
+	rt := route{engine: st.engines[m.Path], mount: m}
+	if strings.HasPrefix(m.Path, "auth/") && req.RelativePath == "login" {
+		rt.unauthenticated = true
+	}
+	return rt, nil
+}
+
+// authenticate looks up the request's token.
+func (c *Core) authenticate(ctx context.Context, req *logical.Request) (*token.Entry, error) {
+	if req.ClientToken == "" {
+		return nil, denied("no token")
+	}
+	e, err := c.tokens.Lookup(ctx, req.ClientToken)
+	switch {
+	case errors.Is(err, token.ErrNotFound):
+		return nil, denied("unknown or revoked token")
+	case errors.Is(err, token.ErrExpired):
+		return nil, denied("token expired")
+	case err != nil:
+		return nil, fmt.Errorf("authenticate: %w", err)
+	}
+	req.TokenAccessor = e.Accessor
+	req.Policies = slices.Clone(e.Policies)
+	req.DisplayName = e.DisplayName
+	req.TokenTTL = e.RemainingTTL(req.Time)
+	return e, nil
+}
+
+// resolveWrite turns a write into a create or an update, asking the
+// engine whether something exists at the path. Without an engine that
+// knows, a write is an update.
+func (c *Core) resolveWrite(ctx context.Context, rt route, req *logical.Request) error {
+	if req.Operation != logical.OpCreate && req.Operation != logical.OpUpdate {
+		return nil
+	}
+	req.Operation = logical.OpUpdate
+	if ec, ok := rt.engine.(logical.ExistenceChecker); ok {
+		exists, err := ec.Exists(ctx, req)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			req.Operation = logical.OpCreate
+		}
+	}
+	return nil
+}
+
+// capabilityOf maps an operation to the capability it needs.
+func capabilityOf(op logical.Operation) policy.Capability {
+	switch op {
+	case logical.OpRead:
+		return policy.Read
+	case logical.OpCreate:
+		return policy.Create
+	case logical.OpDelete:
+		return policy.Delete
+	case logical.OpList:
+		return policy.List
+	default:
+		return policy.Update
+	}
+}
+
+// aclFor returns the compiled ACL of a token: its policies plus default
+// (root tokens only root).
+func (c *Core) aclFor(ctx context.Context, e *token.Entry) (*policy.ACL, error) {
+	names := slices.Clone(e.Policies)
+	if !e.IsRoot() && !slices.Contains(names, "default") {
+		names = append(names, "default")
+	}
+	acl, err := c.policies.ACL(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("authorize: load policies: %w", err)
+	}
+	return acl, nil
+}
+
+// authorize evaluates the caller's policies for req.
+func (c *Core) authorize(ctx context.Context, req *logical.Request, caller *token.Entry, sudo bool) error {
+	acl, err := c.aclFor(ctx, caller)
+	if err != nil {
+		return err
+	}
+	pr := policy.Request{
+		Path: req.Path, Capability: capabilityOf(req.Operation), Time: req.Time,
+		ClientAddr: req.ClientAddr, TTL: requestedTTL(req),
+	}
+	if d := acl.Evaluate(pr); !d.Allowed {
+		return denied("%s", d.Reason)
+	}
+	if sudo {
+		pr.Capability = policy.Sudo
+		if d := acl.Evaluate(pr); !d.Allowed {
+			return denied("sudo needed on %s: %s", req.Path, d.Reason)
+		}
+	}
+	return nil
+}
+
+// requestedTTL is the TTL a request asks for, for ttl_max conditions: its
+// "ttl" field when it has one that parses.
+func requestedTTL(req *logical.Request) time.Duration {
+	if v, ok := req.Data["ttl"]; ok {
+		if d, err := parseDuration(v); err == nil {
+			return d
+		}
+	}
+	return 0
+}
+
+// issueLoginToken creates the token a successful login earned and puts it
+// in the response.
+func (c *Core) issueLoginToken(ctx context.Context, req *logical.Request, resp *logical.Response) error {
+	a := resp.Auth
+	var maxTTL time.Duration
+	if v, ok := resp.Data["token_max_ttl"]; ok {
+		d, err := parseDuration(v)
+		if err != nil {
+			return fmt.Errorf("login: engine returned a bad token_max_ttl: %w", err)
+		}
+		maxTTL = d
+		delete(resp.Data, "token_max_ttl")
+		if len(resp.Data) == 0 {
+			resp.Data = nil
+		}
+	}
+	ttl := a.LeaseDuration
+	if ttl <= 0 {
+		ttl = c.defaultTokenTTL
+	}
+	if maxTTL <= 0 || maxTTL > c.maxTokenTTL {
+		maxTTL = c.maxTokenTTL
+	}
+	policies := normalizePolicies(append(slices.Clone(a.Policies), "default"))
+	id, e, err := c.tokens.Create(ctx, "", token.Entry{
+		Policies: policies, DisplayName: strings.TrimSuffix(req.MountPath, "/"), Meta: a.Metadata,
+		Path: req.Path, TTL: ttl, ExplicitMaxTTL: maxTTL, Renewable: true,
+	})
+	if err != nil {
+		return fmt.Errorf("login: create token: %w", err)
+	}
+	a.ClientToken, a.Accessor = id, e.Accessor
+	a.Policies, a.TokenPolicies = policies, policies
+	a.LeaseDuration = e.RemainingTTL(c.now())
+	a.Renewable, a.Orphan, a.TokenType = true, true, "service"
+	return nil
+}
+
+// auditEvent builds the one event of a request. The audit log replaces
+// every string value (secrets, tokens) by its HMAC.
+func (c *Core) auditEvent(req *logical.Request, caller *token.Entry, resp *logical.Response, err error) audit.Event {
+	ev := audit.Event{
+		Time: req.Time, RequestID: req.ID, Operation: string(req.Operation), Path: req.Path,
+		TokenAccessor: req.TokenAccessor, Policies: req.Policies, Result: "ok", StatusCode: 200,
+		Request: req.Data,
+	}
+	if req.ClientAddr.IsValid() {
+		ev.ClientAddr = req.ClientAddr.String()
+	}
+	if caller != nil && ev.TokenAccessor == "" {
+		ev.TokenAccessor = caller.Accessor
+	}
+	if err != nil {
+		ev.Result, ev.StatusCode = "error", StatusOf(err)
+		switch ev.StatusCode {
+		case 403:
+			ev.Result = "denied"
+		case 400, 404, 405, 413:
+			ev.Result = "invalid"
+		}
+		ev.Error = err.Error()
+		return ev
+	}
+	if resp == nil {
+		ev.StatusCode = 204
+		return ev
+	}
+	out := map[string]any{}
+	if resp.Data != nil {
+		out["data"] = resp.Data
+	}
+	if resp.Auth != nil {
+		out["auth"] = map[string]any{
+			"client_token": resp.Auth.ClientToken, "accessor": resp.Auth.Accessor,
+			"policies": slices.Clone(resp.Auth.Policies), "lease_duration": int64(resp.Auth.LeaseDuration.Seconds()),
+		}
+	}
+	if len(out) > 0 {
+		ev.Response = out
+	} else if resp.Raw == nil {
+		ev.StatusCode = 204
+	}
+	if resp.StatusCode != 0 {
+		ev.StatusCode = resp.StatusCode
+	}
+	return ev
+}
+
+// StatusOf maps an error of the request path to its HTTP status.
+func StatusOf(err error) int {
+	var invalid *logical.InvalidRequestError
+	switch {
+	case err == nil:
+		return 200
+	case errors.As(err, &invalid), errors.Is(err, logical.ErrConflict):
+		return 400
+	case errors.Is(err, ErrSealed):
+		return 503
+	case errors.Is(err, ErrPermissionDenied), errors.Is(err, logical.ErrPermissionDenied):
+		return 403
+	case errors.Is(err, logical.ErrNotFound), errors.Is(err, logical.ErrUnsupportedPath):
+		return 404
+	case errors.Is(err, logical.ErrUnsupportedOperation):
+		return 405
+	case errors.Is(err, logical.ErrRateLimited):
+		return 429
+	case errors.Is(err, ErrNotInitialized), errors.Is(err, ErrAlreadyInitialized):
+		return 400
+	default:
+		return 500
+	}
+}
+
+// PublicMessage is what a client is told of err: the reason for bad
+// input, a fixed phrase for refusals and internal errors.
+func PublicMessage(err error) string {
+	var invalid *logical.InvalidRequestError
+	switch StatusOf(err) {
+	case 400:
+		if errors.As(err, &invalid) {
+			return invalid.Error()
+		}
+		return err.Error()
+	case 403:
+		return "permission denied"
+	case 404:
+		if errors.Is(err, logical.ErrUnsupportedPath) {
+			return err.Error()
+		}
+		return "not found"
+	case 405:
+		return err.Error()
+	case 429:
+		return "too many attempts; try again later"
+	case 503:
+		return "SecretHub is sealed"
+	}
+	if errors.Is(err, ErrAuditFailed) {
+		return ErrAuditFailed.Error()
+	}
+	return "internal error; see the server log"
+}
+
+func (c *Core) newRequestID() string {
+	b := make([]byte, 16)
+	if _, err := io.ReadFull(c.rand, b); err != nil {
+		return fmt.Sprintf("req-%d", c.now().UnixNano())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// normalizePolicies trims, lowercases, sorts and deduplicates policy
+// names, dropping empty ones.
+func normalizePolicies(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if n = strings.ToLower(strings.TrimSpace(n)); n != "" {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
