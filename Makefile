@@ -5,6 +5,7 @@ BIN := bin/secrethub
 CACHE ?= $(HOME)/.cache/secrethub
 STATICCHECK_VERSION ?= v0.6.1
 STATICCHECK := $(CACHE)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+LOAD_DURATION ?= 3s
 export SECRETHUB_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
 .PHONY: build run test test-services bench bench-http lint vet fmt fuzz clean
@@ -21,8 +22,12 @@ test-services: ## Make sure Postgres is reachable (start or install it)
 test: test-services vet ## Run every test, with the race detector
 	$(GO) test -race -count=1 ./...
 
-bench: test-services ## Run the benchmarks
+bench: test-services build ## Run the benchmarks, then load the HTTP API against a trivial handler
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) run ./hack/loadgen -bin $(BIN) -duration $(LOAD_DURATION) -concurrency 1,16,64
+
+bench-http: test-services build ## Only the HTTP load test (LOAD_DURATION, default 3s)
+	$(GO) run ./hack/loadgen -bin $(BIN) -duration $(LOAD_DURATION) -concurrency 1,16,64
 
 vet:
 	$(GO) vet ./...

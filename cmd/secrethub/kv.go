@@ -228,4 +228,3 @@ func joinInts(v []int) string {
 	}
 	return strings.Join(s, ",")
 }
-

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"regexp"
 	"syscall"
+	_ "time/tzdata" // policy time zones load even on hosts without a zone database
 
 	"github.com/spf13/cobra"
 )

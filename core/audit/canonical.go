@@ -101,6 +101,9 @@ func cleanString(s string) string {
 // it in the caller's goroutine, so that the writer only splices in the
 // sequence number.
 func encodeBody(ev Event) ([]byte, error) {
+	if y := ev.Time.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("audit: encode event %q: time %v is outside years 0 to 9999", ev.RequestID, ev.Time)
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -139,7 +142,8 @@ func canonical(seq int64, body []byte) []byte {
 // DecodeCanonical parses a canonical encoding, returning the sequence number
 // and the event in it. Numbers in the data come back as json.Number. It does
 // not check that b is canonical (Verify hashes the bytes themselves), only
-// that it is one JSON object of version CanonicalVersion with a valid time.
+// that it is one JSON object of version CanonicalVersion whose time is in
+// canonical form.
 func DecodeCanonical(b []byte) (int64, Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -156,6 +160,9 @@ func DecodeCanonical(b []byte) (int64, Event, error) {
 	t, err := time.Parse(time.RFC3339Nano, doc.Time)
 	if err != nil {
 		return 0, Event{}, fmt.Errorf("%w: canonical event: time: %w", ErrMalformed, err)
+	}
+	if t.UTC().Format(time.RFC3339Nano) != doc.Time {
+		return 0, Event{}, fmt.Errorf("%w: canonical event: time %q is not in canonical form", ErrMalformed, doc.Time)
 	}
 	return doc.Seq, Event{
 		Time:          t.UTC(),

@@ -109,6 +109,8 @@ func TestDecodeCanonicalRejects(t *testing.T) {
 		"bad time":      `{"v":1,"seq":1,"time":"yesterday"}`,
 		"trailing data": `{"v":1,"seq":1,"time":"2025-01-01T00:00:00Z"} {}`,
 		"an array":      `[1]`,
+		"time not UTC":  `{"v":1,"seq":1,"time":"2025-01-01T01:00:00+01:00"}`,
+		"time zeros":    `{"v":1,"seq":1,"time":"2025-01-01T00:00:00.10Z"}`,
 	}
 	for name, in := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -116,6 +118,15 @@ func TestDecodeCanonicalRejects(t *testing.T) {
 				t.Errorf("DecodeCanonical(%s) = %v, want ErrMalformed", in, err)
 			}
 		})
+	}
+}
+
+func TestEncodeCanonicalRejectsFarYears(t *testing.T) {
+	t.Parallel()
+	for _, year := range []int{-1, 10000} {
+		if _, err := audit.EncodeCanonical(1, audit.Event{Time: time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)}); err == nil {
+			t.Errorf("EncodeCanonical accepted year %d, which RFC 3339 cannot hold", year)
+		}
 	}
 }
 

@@ -79,6 +79,7 @@ func TestGlobMatch(t *testing.T) {
 		{"a/**/b/**/c", "a/x/c/y/b", false},
 		{"a/**/b/*/c", "a/b/b/x/c", true},
 		{"**/*.json", "x/y/conf.json", true},
+		{"**/*.json", "conf.json", true},
 		{"**/*.json", "x/y/conf.yaml", false},
 
 		// Everything else is literal, regular-expression characters too.

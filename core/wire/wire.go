@@ -80,7 +80,6 @@ type KeyStatus struct {
 	Terms       int    `json:"terms"`
 }
 
-
 // Response is Vault's envelope for every logical answer.
 type Response struct {
 	RequestID     string         `json:"request_id"`

@@ -1,9 +1,11 @@
 package approle_test
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/auth/approle"
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/storage/inmem"
 )
 
 // genericLoginError is the only message a refused login may carry.
@@ -193,6 +196,14 @@ func TestLoginMappedAddress(t *testing.T) {
 func TestLoginNumUsesConcurrent(t *testing.T) {
 	for _, uses := range []int{1, 5, 19} {
 		v := newEnv(t, approle.Config{FailuresPerMinute: -1})
+		// Reads of secret IDs yield the processor, so that logins
+		// interleave between reading the count and writing it back: without
+		// the engine's lock, more than N would succeed.
+		e, err := approle.New(yieldingStorage{v.be}, approle.Config{FailuresPerMinute: -1, Now: v.clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.e = e
 		id := v.role("r", `{}`)
 		resp := v.must(logical.OpUpdate, "role/r/secret-id", map[string]any{"num_uses": uses})
 		secret := resp.Data["secret_id"].(string)
@@ -229,6 +240,23 @@ func TestLoginNumUsesConcurrent(t *testing.T) {
 			t.Fatalf("used-up secret ID still stored: %v", err)
 		}
 	}
+}
+
+// yieldingStorage yields the processor around reads of secret IDs.
+type yieldingStorage struct{ *inmem.Backend }
+
+func (s yieldingStorage) Get(ctx context.Context, key string) ([]byte, error) {
+	if !strings.HasPrefix(key, "secret_id/") {
+		return s.Backend.Get(ctx, key)
+	}
+	for range 50 {
+		runtime.Gosched()
+	}
+	b, err := s.Backend.Get(ctx, key)
+	for range 50 {
+		runtime.Gosched()
+	}
+	return b, err
 }
 
 // Each login decrements the stored count.
@@ -304,8 +332,10 @@ func TestRateLimitOtherSourceUnaffected(t *testing.T) {
 	secret, _ := v.secretID("r", `{}`)
 	for _, addr := range []string{"203.0.113.9", "2001:db8:1:2::1"} {
 		a := netip.MustParseAddr(addr)
-		for range 2 {
-			v.login(a, "unknown", "x")
+		for i := range 2 { // distinct role IDs, so only the source is charged
+			if _, err := v.login(a, addr+string(rune('a'+i)), "x"); !errors.Is(err, logical.ErrPermissionDenied) {
+				t.Fatalf("%s failure %d: %v", addr, i, err)
+			}
 		}
 		if _, err := v.login(a, id, secret); !errors.Is(err, logical.ErrRateLimited) {
 			t.Fatalf("%s: %v, want limited", addr, err)
