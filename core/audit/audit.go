@@ -117,8 +117,8 @@ type Record struct {
 	// Canonical). Verify works from these bytes, never from a re-encoding.
 	Canonical []byte
 	// EventJSON is the copy of the event the sink keeps for querying,
-	// read back as stored (the Postgres event jsonb, with the path,
-	// operation and result columns laid over it; the file line's "event"
+	// read back as stored (the Postgres event jsonb, checked against the
+	// path, operation and result columns; the file line's "event"
 	// member); nil where a sink keeps none. Verify checks that it says
 	// what Canonical says.
 	EventJSON []byte

@@ -17,8 +17,10 @@ import (
 )
 
 // operationOf maps an HTTP request to a logical operation: GET reads (or
-// lists with ?list=true), LIST lists, PUT/POST/PATCH write, DELETE
-// deletes.
+// lists with ?list=true), LIST lists, PUT/POST write, DELETE deletes.
+// PATCH is refused (405): no engine merges partial writes yet, and
+// treating one as a full write would drop the fields it leaves out. Vault's
+// clients fall back to read, merge and check-and-set write.
 func operationOf(r *http.Request) (logical.Operation, bool) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -28,7 +30,7 @@ func operationOf(r *http.Request) (logical.Operation, bool) {
 		return logical.OpRead, true
 	case "LIST":
 		return logical.OpList, true
-	case http.MethodPut, http.MethodPost, http.MethodPatch:
+	case http.MethodPut, http.MethodPost:
 		return logical.OpUpdate, true
 	case http.MethodDelete:
 		return logical.OpDelete, true
@@ -105,7 +107,7 @@ func requestData(r *http.Request, op logical.Operation) (map[string]any, *apiErr
 func (h *handler) logical(w http.ResponseWriter, r *http.Request, path string) {
 	op, ok := operationOf(r)
 	if !ok {
-		w.Header().Set("Allow", "GET, LIST, PUT, POST, PATCH, DELETE")
+		w.Header().Set("Allow", "GET, LIST, PUT, POST, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
 		return
 	}
@@ -131,7 +133,7 @@ func (h *handler) logical(w http.ResponseWriter, r *http.Request, path string) {
 			h.log.ErrorContext(r.Context(), "request failed", "request_id", req.ID, "method", r.Method, "path", r.URL.Path, "error", err.Error())
 		}
 		if status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", "GET, LIST, PUT, POST, PATCH, DELETE")
+			w.Header().Set("Allow", "GET, LIST, PUT, POST, DELETE")
 		}
 		writeError(w, status, core.PublicMessage(err))
 		return

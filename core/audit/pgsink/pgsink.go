@@ -11,10 +11,12 @@
 //
 // canonical holds the exact bytes the chain hashes, so verification never
 // depends on how Postgres re-renders jsonb; event and the text columns are
-// copies for querying, which audit.Verify checks against canonical.
+// copies for querying, which audit.Verify checks against canonical (through
+// Record.EventJSON).
 //
-// Append writes a whole batch with one COPY, which is one transaction and
-// one commit however many records it carries: with the Log's group commit
+// Append writes a whole batch with one INSERT … SELECT FROM unnest(arrays),
+// a single statement and so one transaction and one commit however many
+// records it carries (and one round trip, the statement being cached): with the Log's group commit
 // that is what lets the core audit thousands of requests a second. The
 // primary key on seq makes a second writer (or a retry of a batch whose
 // commit did land) fail rather than fork the chain.
@@ -22,7 +24,6 @@ package pgsink
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"iter"
 	"math"
@@ -42,14 +43,24 @@ var (
 // pageSize is how many rows one query of Records reads.
 const pageSize = 1000
 
-// columns are the columns Append writes, in the order of its rows.
-var columns = []string{"seq", "time", "path", "operation", "result", "prev_hash", "hash", "signature", "canonical", "event"}
 
-// selectColumns reads a record back. The path, operation and result columns
-// are laid over the event jsonb, so that Verify's comparison of EventJSON
-// with the canonical bytes covers them too.
+// selectColumns reads a record back. The event jsonb is the record's
+// EventJSON, which Verify compares with the canonical bytes; when the path,
+// operation or result column differs from the jsonb, EventJSON is instead a
+// JSON string saying so, which can never match and so fails the check too.
 const selectColumns = `seq, time, prev_hash, hash, signature, canonical,
-	event || jsonb_build_object('path', path, 'operation', operation, 'result', result)`
+	CASE WHEN (path, operation, result) IS NOT DISTINCT FROM (event->>'path', event->>'operation', event->>'result')
+		THEN event
+		ELSE '"the path, operation or result column differs from the event"'::jsonb
+	END`
+
+// insertSQL inserts a batch from one array per column. The event jsonb is
+// made by the server from the canonical bytes, so the two agree by
+// construction and the bytes travel once.
+const insertSQL = `INSERT INTO audit.events (seq, time, path, operation, result, prev_hash, hash, signature, canonical, event)
+	SELECT seq, time, path, operation, result, prev_hash, hash, signature, canonical, convert_from(canonical, 'UTF8')::jsonb
+	FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[], $9::bytea[])
+		AS t(seq, time, path, operation, result, prev_hash, hash, signature, canonical)`
 
 const (
 	lastSQL  = `SELECT ` + selectColumns + ` FROM audit.events ORDER BY seq DESC LIMIT 1`
@@ -102,20 +113,23 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Sink, error
 	return &Sink{pool: pool}, nil
 }
 
-// Append inserts recs with one COPY: one statement, one transaction, one
-// commit. On error none of them is stored.
+// Append inserts recs in one statement: one transaction, one commit. On
+// error none of them is stored.
 func (s *Sink) Append(ctx context.Context, recs []audit.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	rows := make([][]any, len(recs))
+	var (
+		seqs                        = make([]int64, len(recs))
+		times                       = make([]time.Time, len(recs))
+		paths, ops, results         = make([]string, len(recs)), make([]string, len(recs)), make([]string, len(recs))
+		prevs, hashes, sigs, canons = make([][]byte, len(recs)), make([][]byte, len(recs)), make([][]byte, len(recs)), make([][]byte, len(recs))
+	)
 	for i, r := range recs {
-		rows[i] = []any{
-			r.Seq, r.Time, r.Event.Path, r.Event.Operation, r.Event.Result,
-			r.PrevHash, r.Hash, r.Signature, r.Canonical, json.RawMessage(r.Canonical),
-		}
+		seqs[i], times[i], paths[i], ops[i], results[i] = r.Seq, r.Time, r.Event.Path, r.Event.Operation, r.Event.Result
+		prevs[i], hashes[i], sigs[i], canons[i] = r.PrevHash, r.Hash, r.Signature, r.Canonical
 	}
-	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"audit", "events"}, columns, pgx.CopyFromRows(rows))
+	_, err := s.pool.Exec(ctx, insertSQL, seqs, times, paths, ops, results, prevs, hashes, sigs, canons)
 	if err != nil {
 		return fmt.Errorf("audit: pgsink: insert records %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, err)
 	}

@@ -292,27 +292,27 @@ func TestTamper(t *testing.T) {
 		},
 		"canonical and event edited": {
 			tamper: func(t *testing.T, conn *pgx.Conn) {
-				exec(t, conn, rewriteCanonical, 7, `"result":"ok"`, `"result":"denied"`)
+				exec(t, conn, rewriteCanonical, 7, `"status_code":200`, `"status_code":201`)
 			},
 			withKeys: true, wantBad: 7, wantReason: "hash mismatch: record edited",
 		},
 		"edited and rehashed, with keys": {
 			tamper: func(t *testing.T, conn *pgx.Conn) {
-				exec(t, conn, rewriteCanonical, 7, `"result":"ok"`, `"result":"denied"`)
+				exec(t, conn, rewriteCanonical, 7, `"status_code":200`, `"status_code":201`)
 				exec(t, conn, rehashRow, 7)
 			},
 			withKeys: true, wantBad: 7, wantReason: "signature invalid",
 		},
 		"edited and rehashed, without keys": {
 			tamper: func(t *testing.T, conn *pgx.Conn) {
-				exec(t, conn, rewriteCanonical, 7, `"result":"ok"`, `"result":"denied"`)
+				exec(t, conn, rewriteCanonical, 7, `"status_code":200`, `"status_code":201`)
 				exec(t, conn, rehashRow, 7)
 			},
 			withKeys: false, wantBad: 8, wantReason: "prev_hash does not match record 7",
 		},
 		"edited, whole suffix rehashed and relinked, with keys": {
 			tamper: func(t *testing.T, conn *pgx.Conn) {
-				exec(t, conn, rewriteCanonical, 7, `"result":"ok"`, `"result":"denied"`)
+				exec(t, conn, rewriteCanonical, 7, `"status_code":200`, `"status_code":201`)
 				for seq := 7; seq <= 20; seq++ {
 					exec(t, conn, `UPDATE audit.events e SET prev_hash = p.hash FROM audit.events p WHERE e.seq = $1 AND p.seq = $1 - 1`, seq)
 					exec(t, conn, rehashRow, seq)

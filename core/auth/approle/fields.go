@@ -43,7 +43,7 @@ func checkFields(data map[string]any, allowed ...string) error {
 	}
 	slices.Sort(unknown)
 	name := unknown[0]
-	if !utf8.ValidString(name) || len(name) > 64 {
+	if !utf8.ValidString(name) || len(name) > 64 || hasControl(name) {
 		name = strconv.QuoteToASCII(truncate(name, 64))
 	}
 	return logical.Invalid(name, "unknown field; accepted: %s", strings.Join(allowed, ", "))
@@ -287,10 +287,10 @@ func parseCIDRs(v any) ([]netip.Prefix, error) {
 func parseCIDR(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
 		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-			if !p.IsValid() {
-				return netip.Prefix{}, fmt.Errorf("%q is not a CIDR block", truncate(s, 64))
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("%q mixes IPv4-mapped and IPv6 addresses; give an IPv4 block", truncate(s, 64))
 			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil
 	}

@@ -48,7 +48,7 @@ func (c *clock) Advance(d time.Duration) {
 type recorder struct {
 	*inmem.Backend
 	mu    sync.Mutex
-	calls []string     // guarded by mu: "put k", "delete k", "txn"
+	calls []string       // guarded by mu: "put k", "delete k", "txn"
 	txns  [][]storage.Op // guarded by mu
 }
 

@@ -181,8 +181,10 @@ func (e *Engine) simpleWrite(ctx context.Context, req *logical.Request) (*logica
 		return nil, err
 	}
 	body := req.Data
-	if body == nil {
-		return nil, logical.Invalid("data", "missing: the body must be a JSON object")
+	if len(body) == 0 {
+		// As Vault's KV v1: an empty body is more likely a mistake than a
+		// wish for an empty secret. {"data": {}, "options": {}} writes one.
+		return nil, logical.Invalid("data", "missing data fields: the body must be a non-empty JSON object")
 	}
 	if action, ok := actionBody(body); ok {
 		return nil, e.simpleAction(ctx, p, action, body["versions"])

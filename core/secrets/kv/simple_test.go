@@ -109,7 +109,7 @@ func TestSimpleWrappedAndLiteralBodies(t *testing.T) {
 		"options not object literal": {`{"data":{"a":"1"},"options":"x"}`, `{"data":{"a":"1"},"options":"x"}`},
 		"three keys literal":         {`{"data":{"a":"1"},"options":{},"x":1}`, `{"data":{"a":"1"},"options":{},"x":1}`},
 		"action not string literal":  {`{"action":1,"versions":[1]}`, `{"action":1,"versions":[1]}`},
-		"empty secret":               {`{}`, `{}`},
+		"wrapped empty secret":       {`{"data":{},"options":{}}`, `{}`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -488,6 +488,7 @@ func TestSimpleBadInput(t *testing.T) {
 		"wrapped data array":       {opUpdate, "s", body(t, `{"data":[1],"options":{"cas":0}}`), "data"},
 		"wrapped data null":        {opUpdate, "s", body(t, `{"data":null,"options":{}}`), "data"},
 		"no body":                  {opUpdate, "s", nil, "data"},
+		"empty body":               {opUpdate, "s", map[string]any{}, "data"},
 		"unencodable data":         {opUpdate, "s", map[string]any{"f": func() {}}, "data"},
 		"bad cas":                  {opUpdate, "s", body(t, `{"data":{},"options":{"cas":"x"}}`), "options.cas"},
 		"version word":             {opRead, "s", map[string]any{"version": "abc"}, "version"},
