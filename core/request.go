@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/secrethub/secrethub/core/audit"
+	"github.com/secrethub/secrethub/core/auth/approle"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/mount"
 	"github.com/secrethub/secrethub/core/policy"
@@ -165,11 +167,35 @@ func (c *Core) authenticate(ctx context.Context, req *logical.Request) (*token.E
 	case err != nil:
 		return nil, fmt.Errorf("authenticate: %w", err)
 	}
+	if len(e.BoundCIDRs) > 0 && !addrIn(req.ClientAddr, e.BoundCIDRs) {
+		return nil, denied("token used from %s, outside its bound CIDRs", addrString(req.ClientAddr))
+	}
 	req.TokenAccessor = e.Accessor
 	req.Policies = slices.Clone(e.Policies)
 	req.DisplayName = e.DisplayName
 	req.TokenTTL = e.RemainingTTL(req.Time)
 	return e, nil
+}
+
+// addrIn reports whether addr lies in one of cidrs. An unknown address
+// lies in none.
+func addrIn(addr netip.Addr, cidrs []string) bool {
+	if !addr.IsValid() {
+		return false
+	}
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "an unknown address"
+	}
+	return a.String()
 }
 
 // resolveWrite turns a write into a create or an update, asking the
@@ -256,39 +282,44 @@ func requestedTTL(req *logical.Request) time.Duration {
 }
 
 // issueLoginToken creates the token a successful login earned and puts it
-// in the response.
+// in the response, taking the token parameters the auth method returned.
 func (c *Core) issueLoginToken(ctx context.Context, req *logical.Request, resp *logical.Response) error {
-	a := resp.Auth
-	var maxTTL time.Duration
-	if v, ok := resp.Data["token_max_ttl"]; ok {
-		d, err := parseDuration(v)
-		if err != nil {
-			return fmt.Errorf("login: engine returned a bad token_max_ttl: %w", err)
-		}
-		maxTTL = d
-		delete(resp.Data, "token_max_ttl")
-		if len(resp.Data) == 0 {
-			resp.Data = nil
-		}
+	params, err := approle.LoginTokenParams(resp)
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
 	}
-	ttl := a.LeaseDuration
+	for _, k := range []string{approle.DataTokenMaxTTL, approle.DataTokenNumUses, approle.DataTokenBoundCIDRs} {
+		delete(resp.Data, k)
+	}
+	if len(resp.Data) == 0 {
+		resp.Data = nil
+	}
+	if params.NumUses > 0 {
+		return logical.Invalid("token_num_uses", "the role limits its tokens to %d uses, which SecretHub does not support; set token_num_uses to 0", params.NumUses)
+	}
+	ttl, maxTTL := params.TTL, params.MaxTTL
 	if ttl <= 0 {
 		ttl = c.defaultTokenTTL
 	}
 	if maxTTL <= 0 || maxTTL > c.maxTokenTTL {
 		maxTTL = c.maxTokenTTL
 	}
-	policies := normalizePolicies(append(slices.Clone(a.Policies), "default"))
+	var cidrs []string
+	for _, p := range params.BoundCIDRs {
+		cidrs = append(cidrs, p.String())
+	}
+	a := resp.Auth
+	policies := normalizePolicies(append(slices.Clone(params.Policies), "default"))
 	id, e, err := c.tokens.Create(ctx, "", token.Entry{
 		Policies: policies, DisplayName: strings.TrimSuffix(req.MountPath, "/"), Meta: a.Metadata,
-		Path: req.Path, TTL: ttl, ExplicitMaxTTL: maxTTL, Renewable: true,
+		Path: req.Path, TTL: ttl, ExplicitMaxTTL: maxTTL, Renewable: true, BoundCIDRs: cidrs,
 	})
 	if err != nil {
 		return fmt.Errorf("login: create token: %w", err)
 	}
 	a.ClientToken, a.Accessor = id, e.Accessor
 	a.Policies, a.TokenPolicies = policies, policies
-	a.LeaseDuration = e.RemainingTTL(c.now())
+	a.LeaseDuration = e.RemainingTTL(e.CreatedAt)
 	a.Renewable, a.Orphan, a.TokenType = true, true, "service"
 	return nil
 }

@@ -171,7 +171,7 @@ func (c *Core) tokenCreate(orphan bool) tokenHandler {
 			}
 			return nil, err
 		}
-		return &logical.Response{Auth: authOf(newID, entry, req.Time)}, nil
+		return &logical.Response{Auth: authOf(newID, entry, entry.CreatedAt)}, nil
 	}
 }
 

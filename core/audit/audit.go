@@ -6,7 +6,7 @@
 // error and the core fails the request (fail closed).
 //
 // Events form a hash chain. The Log gives each one the next sequence number
-// (1, 2, 3, … with no gaps), encodes it canonically (see Canonical), and
+// (1, 2, 3, … with no gaps), encodes it canonically (see EncodeCanonical), and
 // stores it as a Record with
 //
 //	Hash      = SHA-256(PrevHash || Canonical)
@@ -114,7 +114,7 @@ type Record struct {
 	// Signature is HMAC-SHA256(Keys.Sign, Hash).
 	Signature []byte
 	// Canonical is the event's canonical encoding, including Seq (see
-	// Canonical). Verify works from these bytes, never from a re-encoding.
+	// EncodeCanonical). Verify works from these bytes, never from a re-encoding.
 	Canonical []byte
 	// EventJSON is the copy of the event the sink keeps for querying,
 	// read back as stored (the Postgres event jsonb, checked against the

@@ -250,8 +250,10 @@ func TestHMACData(t *testing.T) {
 			map[string]any{"tags": []any{h("x"), h("y")}, "meta": map[string]any{"k": h("v")}},
 		},
 		"json numbers": {
-			map[string]any{"n": json.Number("12.50"), "fake": json.Number("abc"), "ws": json.Number(" 1")},
-			map[string]any{"n": json.Number("12.50"), "fake": h("abc"), "ws": h(" 1")},
+			map[string]any{"n": json.Number("12.50"), "fake": json.Number("abc"), "ws": json.Number(" 1"),
+				"huge": json.Number("1e999999"), "long": json.Number("1." + strings.Repeat("0", 70))},
+			map[string]any{"n": json.Number("12.50"), "fake": h("abc"), "ws": h(" 1"),
+				"huge": h("1e999999"), "long": h("1." + strings.Repeat("0", 70))},
 		},
 		"structs and bytes go through encoding/json": {
 			map[string]any{"s": secretStruct{User: "root", Port: 5432}, "b": []byte("key")},

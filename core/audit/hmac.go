@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"strconv"
 	"sync"
 )
 
@@ -59,7 +60,9 @@ func (l *Log) HashValue(s string) string {
 // HMACData returns a deep copy of m with every string leaf replaced by
 // HashValue of it, at any depth of maps and slices. Numbers, booleans and
 // nulls are kept, and so are map keys (made valid UTF-8 without NUL, as in
-// the canonical encoding). Values of other Go types ([]string, structs,
+// the canonical encoding); a json.Number that is not a number literal, is
+// longer than 64 characters or is beyond float64's range is hashed like the
+// string it is. Values of other Go types ([]string, structs,
 // []byte, time.Time, …) are first turned into what encoding/json makes of
 // them, so their strings are replaced too. A value encoding/json cannot
 // encode becomes a description of its type. HMACData(nil) is nil.
@@ -139,10 +142,18 @@ func (l *Log) hmacValue(v any) any {
 	}
 }
 
+// maxNumberLen bounds the json.Number literals HMACData keeps as numbers.
+const maxNumberLen = 64
+
 // isNumberLiteral reports whether s is one JSON number and nothing else, as
-// encoding/json requires of a json.Number it encodes.
+// encoding/json requires of a json.Number it encodes, short and within
+// float64's range, so that every sink (Postgres numeric included) can store
+// it.
 func isNumberLiteral(s string) bool {
-	if s == "" || !(s[0] == '-' || '0' <= s[0] && s[0] <= '9') {
+	if s == "" || len(s) > maxNumberLen || !(s[0] == '-' || '0' <= s[0] && s[0] <= '9') {
+		return false
+	}
+	if _, err := strconv.ParseFloat(s, 64); err != nil {
 		return false
 	}
 	if c := s[len(s)-1]; c < '0' || c > '9' {

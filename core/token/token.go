@@ -80,6 +80,9 @@ type Entry struct {
 	Renewable    bool      `json:"renewable"`
 	// Parent is the parent token's accessor; empty for an orphan.
 	Parent string `json:"parent,omitempty"`
+	// BoundCIDRs, when set, are the only networks the token may be used
+	// from.
+	BoundCIDRs []string `json:"bound_cidrs,omitempty"`
 }
 
 // IsRoot reports whether the token carries the root policy.

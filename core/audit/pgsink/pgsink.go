@@ -43,7 +43,6 @@ var (
 // pageSize is how many rows one query of Records reads.
 const pageSize = 1000
 
-
 // selectColumns reads a record back. The event jsonb is the record's
 // EventJSON, which Verify compares with the canonical bytes; when the path,
 // operation or result column differs from the jsonb, EventJSON is instead a

@@ -121,7 +121,9 @@ func (e *Engine) simpleRead(ctx context.Context, req *logical.Request) (*logical
 		return nil, err
 	}
 	if !r.View.live() {
-		return deletedResponse("data", r), nil
+		// The seed's layout answers like a plain key-value store: a
+		// deleted version is simply not there (history shows it).
+		return nil, logical.ErrNotFound
 	}
 	return &logical.Response{Data: r.Data}, nil
 }
