@@ -85,6 +85,27 @@ func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logica
 	return resp, err
 }
 
+// RejectRequest audits a request the HTTP layer refused before it could
+// enter the request path (a body that is not a JSON object, too large, a
+// method no operation maps to), and returns err, or ErrAuditFailed when
+// the event cannot be written. While sealed there is no audit key, and
+// ErrSealed is returned instead.
+func (c *Core) RejectRequest(ctx context.Context, req *logical.Request, err error) error {
+	st := c.active.Load()
+	if st == nil {
+		return ErrSealed
+	}
+	if req.ID == "" {
+		req.ID = c.newRequestID()
+	}
+	req.Time = c.now().UTC()
+	if aerr := st.audit.Record(ctx, c.auditEvent(req, nil, nil, err)); aerr != nil {
+		c.log.ErrorContext(ctx, "audit write failed; refusing request", "request_id", req.ID, "path", req.Path, "error", aerr.Error())
+		return ErrAuditFailed
+	}
+	return err
+}
+
 // handle runs a request up to its answer; HandleRequest audits it.
 func (c *Core) handle(ctx context.Context, st *activeState, req *logical.Request) (*logical.Response, *token.Entry, route, error) {
 	clean, folder, err := logical.CleanPath(req.Path)
@@ -392,6 +413,8 @@ func StatusOf(err error) int {
 		return 405
 	case errors.Is(err, logical.ErrRateLimited):
 		return 429
+	case errors.Is(err, logical.ErrRequestTooLarge):
+		return 413
 	case errors.Is(err, ErrNotInitialized), errors.Is(err, ErrAlreadyInitialized):
 		return 400
 	default:
@@ -416,7 +439,7 @@ func PublicMessage(err error) string {
 			return err.Error()
 		}
 		return "not found"
-	case 405:
+	case 405, 413:
 		return err.Error()
 	case 429:
 		return "too many attempts; try again later"

@@ -71,7 +71,6 @@ type chainHead struct {
 
 // pending is one event waiting for the writer.
 type pending struct {
-	ctx  context.Context
 	ev   Event  // normalized, data HMAC'd
 	body []byte // encodeBody(ev)
 	done chan error
@@ -160,8 +159,11 @@ func (l *Log) Head() (int64, []byte) {
 // replaces their string leaves by HMACs (HMACData) before anything is
 // stored. Record stamps a zero ev.Time with the log's clock.
 //
-// If ctx ends first, Record returns without waiting; the event may still
-// be written, and the chain stays whole either way.
+// If ctx ends before the event is queued, it is not written. If ctx ends
+// while the event waits in the queue or is being written, Record returns
+// at once with the context's error, but the event is still written (the
+// request may have taken effect, so the log keeps it), and the chain stays
+// whole.
 func (l *Log) Record(ctx context.Context, ev Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
@@ -176,7 +178,7 @@ func (l *Log) Record(ctx context.Context, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
-	p := &pending{ctx: ctx, ev: ev, body: body, done: make(chan error, 1)}
+	p := &pending{ev: ev, body: body, done: make(chan error, 1)}
 	if err := l.enqueue(ctx, p); err != nil {
 		return err
 	}
@@ -259,19 +261,10 @@ func (l *Log) run() {
 // continues from what the chain of record holds, whether the failed Append
 // stored nothing or (a commit whose acknowledgement was lost) everything.
 func (l *Log) write(batch []*pending) {
-	live := make([]*pending, 0, len(batch))
-	for _, p := range batch {
-		// A caller that has gone away is not written: it was already told
-		// that its event is not recorded.
-		if err := p.ctx.Err(); err != nil {
-			p.done <- fmt.Errorf("%w: %w", ErrNotRecorded, context.Cause(p.ctx))
-			continue
-		}
-		live = append(live, p)
-	}
-	if len(live) == 0 {
-		return
-	}
+	// Every queued event is written, even one whose caller has stopped
+	// waiting: the request it describes may have taken effect, and a log
+	// with an event too many is better than one with a hole.
+	live := batch
 	fail := func(err error) {
 		l.resync = true
 		err = fmt.Errorf("%w: %w", ErrNotRecorded, err)

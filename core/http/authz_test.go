@@ -199,3 +199,98 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatalf("secret changed: %v", resp.Data)
 	}
 }
+
+// TestConditionsThroughTheCore checks policy conditions end to end, with
+// the core's injected clock and the real client address (127.0.0.1).
+func TestConditionsThroughTheCore(t *testing.T) {
+	s := newUnsealedServer(t)
+	doc := `rules:
+- path: secrets/office/*
+  capabilities: [read]
+  conditions:
+    time_of_day: {start: "09:00", end: "17:00", time_zone: Europe/Paris}
+    days_of_week: [wed]
+    source_ip: [127.0.0.0/8]
+- path: secrets/remote/*
+  capabilities: [read]
+  conditions:
+    source_ip: [10.0.0.0/8]
+`
+	body, _ := json.Marshal(map[string]string{"policy": doc})
+	s.must(204, "PUT", "/v1/sys/policies/acl/office", string(body), s.root)
+	s.must(200, "PUT", "/v1/secrets/office/door", `{"code":"1234"}`, s.root)
+	s.must(200, "PUT", "/v1/secrets/remote/vpn", `{"key":"k"}`, s.root)
+	tok := s.createToken("400h", "office")
+
+	// Wednesday 12:00 UTC is 13:00 in Paris: inside the window.
+	if resp := s.must(200, "GET", "/v1/secrets/office/door", "", tok); resp.Data["code"] != "1234" {
+		t.Fatalf("read in office hours: %v", resp.Data)
+	}
+	s.must(403, "GET", "/v1/secrets/remote/vpn", "", tok) // 127.0.0.1 is not in 10.0.0.0/8
+
+	explain := func(path string) map[string]any {
+		t.Helper()
+		return s.must(200, "POST", "/v1/sys/policies/explain-self", `{"path":"`+path+`","capability":"read"}`, tok).Data
+	}
+	if d := explain("secrets/remote/vpn"); d["allowed"] != false || !strings.Contains(fmt.Sprint(d["trace"]), "source_ip") {
+		t.Fatalf("explain remote: %v", d)
+	}
+
+	s.clock.advance(5 * time.Hour) // 18:00 in Paris
+	s.must(403, "GET", "/v1/secrets/office/door", "", tok)
+	if d := explain("secrets/office/door"); d["allowed"] != false || !strings.Contains(fmt.Sprint(d["trace"]), "time_of_day") {
+		t.Fatalf("explain after hours: %v", d)
+	}
+	s.clock.advance(19 * time.Hour) // Thursday 13:00 in Paris
+	s.must(403, "GET", "/v1/secrets/office/door", "", tok)
+	if d := explain("secrets/office/door"); !strings.Contains(fmt.Sprint(d["trace"]), "days_of_week") {
+		t.Fatalf("explain on Thursday: %v", d)
+	}
+	s.clock.advance(6 * 24 * time.Hour) // the next Wednesday, 13:00 in Paris
+	s.must(200, "GET", "/v1/secrets/office/door", "", tok)
+
+	// capabilities-self agrees.
+	caps := s.must(200, "POST", "/v1/sys/capabilities-self", `{"paths":["secrets/office/door","secrets/remote/vpn"]}`, tok).Data
+	if fmt.Sprint(caps["secrets/office/door"]) != "[read]" || fmt.Sprint(caps["secrets/remote/vpn"]) != "[deny]" {
+		t.Fatalf("capabilities-self: %v", caps)
+	}
+}
+
+// TestBadInputThroughTheCore: bad paths, bodies and policies are 400s
+// naming the problem, change nothing, and are audited.
+func TestBadInputThroughTheCore(t *testing.T) {
+	s := newUnsealedServer(t)
+	cases := []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"PUT", "/v1/secrets/a/../b", `{"x":"y"}`, 400, `is not allowed`},
+		{"PUT", "/v1/secrets/a//b", `{"x":"y"}`, 400, "empty segment"},
+		{"PUT", "/v1/secrets/a%0Ab", `{"x":"y"}`, 400, "control character"},
+		{"PUT", "/v1/secrets/app", `["not","an","object"]`, 400, "JSON object"},
+		{"PUT", "/v1/secrets/app", `"string"`, 400, "JSON object"},
+		{"GET", "/v1/nomount/x", "", 404, "no mount"},
+		{"PUT", "/v1/sys/policies/acl/bad", `{"policy":"rules:\n- path: a/*\n  capabilities: [raed]\n"}`, 400, `rules[0].capabilities[0]`},
+		{"PUT", "/v1/sys/policies/acl/bad", `{"policy":"rules:\n- path: a/**x\n  capabilities: [read]\n"}`, 400, `rules[0].path`},
+		{"PUT", "/v1/sys/policies/acl/bad", `{"policy":"rules:\n- path: a/*\n  capabilities: [read]\n  conditions: {source_ip: [10.0.0/33]}\n"}`, 400, `source_ip[0]`},
+		{"PUT", "/v1/sys/policies/acl/bad", `{"policy":"rules:\n- path: a/*\n  capabilities: [read]\n  conditions: {time_of_day: {start: '25:00', end: '26:00'}}\n"}`, 400, `time_of_day`},
+		{"PUT", "/v1/sys/policies/acl/root", `{"policy":"rules: []"}`, 400, "root"},
+		{"PATCH", "/v1/secrets/app", `{"x":"y"}`, 405, "PATCH"},
+	}
+	for _, tc := range cases {
+		before := len(s.records())
+		code, body := s.do(tc.method, tc.path, tc.body, "X-SecretHub-Token", s.root)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %s; want %d mentioning %q", tc.method, tc.path, code, body, tc.code, tc.want)
+			continue
+		}
+		recs := s.records()
+		if len(recs) != before+1 || recs[len(recs)-1].Event.Result != audit.ResultInvalid {
+			t.Errorf("%s %s: not audited as invalid (%d new records)", tc.method, tc.path, len(recs)-before)
+		}
+	}
+	// Nothing was written.
+	s.must(404, "GET", "/v1/secrets/app", "", s.root)
+	s.must(404, "GET", "/v1/sys/policies/acl/bad", "", s.root)
+}

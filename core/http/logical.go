@@ -105,24 +105,27 @@ func requestData(r *http.Request, op logical.Operation) (map[string]any, *apiErr
 // logical serves every path outside the seal endpoints through the core's
 // request path.
 func (h *handler) logical(w http.ResponseWriter, r *http.Request, path string) {
-	op, ok := operationOf(r)
-	if !ok {
-		w.Header().Set("Allow", "GET, LIST, PUT, POST, DELETE")
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed", r.Method))
-		return
-	}
 	if h.core.Sealed() {
 		writeError(w, http.StatusServiceUnavailable, "SecretHub is sealed")
 		return
 	}
-	data, apiErr := requestData(r, op)
-	if apiErr != nil {
-		writeError(w, apiErr.status, apiErr.message)
+	req := &logical.Request{Path: path, ClientToken: requestToken(r), ClientAddr: clientAddr(r), Operation: logical.Operation(strings.ToLower(r.Method))}
+	op, ok := operationOf(r)
+	if !ok {
+		h.reject(w, r, req, fmt.Errorf("%w: method %s", logical.ErrUnsupportedOperation, r.Method))
 		return
 	}
-	req := &logical.Request{
-		Operation: op, Path: path, Data: data, ClientToken: requestToken(r), ClientAddr: clientAddr(r),
+	req.Operation = op
+	data, apiErr := requestData(r, op)
+	if apiErr != nil {
+		err := error(&logical.InvalidRequestError{Reason: apiErr.message})
+		if apiErr.status == http.StatusRequestEntityTooLarge {
+			err = fmt.Errorf("%w: %s", logical.ErrRequestTooLarge, apiErr.message)
+		}
+		h.reject(w, r, req, err)
+		return
 	}
+	req.Data = data
 	if strings.HasSuffix(r.URL.Path, "/") && op == logical.OpRead {
 		req.Operation = logical.OpList
 	}
@@ -139,6 +142,21 @@ func (h *handler) logical(w http.ResponseWriter, r *http.Request, path string) {
 		return
 	}
 	writeResponse(w, req, resp)
+}
+
+// reject audits a request refused before the request path and answers it.
+func (h *handler) reject(w http.ResponseWriter, r *http.Request, req *logical.Request, err error) {
+	if aerr := h.core.RejectRequest(r.Context(), req, err); !errors.Is(aerr, err) {
+		h.respondError(w, r, aerr)
+		return
+	}
+	switch {
+	case errors.Is(err, logical.ErrUnsupportedOperation):
+		w.Header().Set("Allow", "GET, LIST, PUT, POST, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use GET, LIST, PUT, POST or DELETE", r.Method))
+	default:
+		writeError(w, core.StatusOf(err), core.PublicMessage(err))
+	}
 }
 
 // writeResponse writes Vault's envelope, 204 when there is nothing to say,

@@ -126,6 +126,8 @@ var (
 	ErrUnsupportedOperation = errors.New("unsupported operation")
 	// ErrPermissionDenied: refused (403).
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrRequestTooLarge: the request body is over the limit (413).
+	ErrRequestTooLarge = errors.New("request body too large")
 	// ErrRateLimited: too many attempts (429).
 	ErrRateLimited = errors.New("rate limited")
 	// ErrConflict: a check-and-set or similar precondition failed (400, as
