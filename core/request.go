@@ -70,7 +70,7 @@ func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logica
 	}
 	req.Time = c.now().UTC()
 	resp, caller, rt, err := c.handle(ctx, st, req)
-	if aerr := st.audit.Record(ctx, c.auditEvent(req, caller, resp, err)); aerr != nil {
+	if aerr := c.record(ctx, st, c.auditEvent(req, caller, resp, err)); aerr != nil {
 		c.log.ErrorContext(ctx, "audit write failed; refusing request", "request_id", req.ID, "path", req.Path, "error", aerr.Error())
 		return nil, ErrAuditFailed
 	}
@@ -83,6 +83,18 @@ func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logica
 		c.log.InfoContext(ctx, "core sealed", "accessor", req.TokenAccessor)
 	}
 	return resp, err
+}
+
+// auditTimeout bounds the wait for an audit write.
+const auditTimeout = 30 * time.Second
+
+// record writes one audit event. It waits for the real outcome even when
+// the client has gone: the request may already have taken effect, and its
+// event must not be reported lost when it is only late.
+func (c *Core) record(ctx context.Context, st *activeState, ev audit.Event) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	return st.audit.Record(ctx, ev)
 }
 
 // RejectRequest audits a request the HTTP layer refused before it could
@@ -99,7 +111,7 @@ func (c *Core) RejectRequest(ctx context.Context, req *logical.Request, err erro
 		req.ID = c.newRequestID()
 	}
 	req.Time = c.now().UTC()
-	if aerr := st.audit.Record(ctx, c.auditEvent(req, nil, nil, err)); aerr != nil {
+	if aerr := c.record(ctx, st, c.auditEvent(req, nil, nil, err)); aerr != nil {
 		c.log.ErrorContext(ctx, "audit write failed; refusing request", "request_id", req.ID, "path", req.Path, "error", aerr.Error())
 		return ErrAuditFailed
 	}

@@ -477,6 +477,7 @@ func (c *Core) sysAuditVerify(ctx context.Context, _ *logical.Request, _ *token.
 	}
 	data := map[string]any{}
 	ok := true
+	headSeq, _ := st.audit.Head()
 	for _, s := range c.auditSinks {
 		src, isSource := s.Sink.(audit.Source)
 		if !isSource {
@@ -485,6 +486,12 @@ func (c *Core) sysAuditVerify(ctx context.Context, _ *logical.Request, _ *token.
 		rep, err := audit.Verify(ctx, src, &st.auditKeys)
 		if err != nil {
 			return nil, fmt.Errorf("audit verify %s: %w", s.Name, err)
+		}
+		// The chain alone cannot show records cut from its end; the log's
+		// head (as of this request) can.
+		if rep.OK && rep.LastSeq < headSeq {
+			rep.OK, rep.FirstBadSeq = false, rep.LastSeq+1
+			rep.Reason = fmt.Sprintf("records %d to %d are missing: the end of the log was cut", rep.LastSeq+1, headSeq)
 		}
 		ok = ok && rep.OK
 		data[s.Name] = map[string]any{
