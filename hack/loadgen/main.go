@@ -149,6 +149,7 @@ func measure(o options) error {
 	fmt.Printf("secrethub %s vs a trivial Go handler, %s per scenario and level, %d CPUs\n\n", o.bin, o.duration, numCPU())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tconcurrency\treq/s\tp50\tp99\terrors\t% of trivial\t")
+	var errNotes []string
 	for _, c := range o.concurrency {
 		var ceiling float64
 		for _, sc := range scenarios {
@@ -161,9 +162,18 @@ func measure(o options) error {
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t\n", sc.name, c, res.rate,
 				res.p50.Round(time.Microsecond), res.p99.Round(time.Microsecond), res.errors, ratio)
+			if res.firstErr != "" {
+				errNotes = append(errNotes, fmt.Sprintf("%s at %d: first error: %s", sc.name, c, res.firstErr))
+			}
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range errNotes {
+		fmt.Println(n)
+	}
+	return nil
 }
 
 func numCPU() int {
@@ -186,6 +196,7 @@ type result struct {
 	rate     float64
 	p50, p99 time.Duration
 	errors   int
+	firstErr string
 }
 
 // run drives the scenario closed-loop with c workers until d passes or
@@ -199,6 +210,7 @@ func (s scenario) run(c int, d time.Duration, max int) result {
 		latencies []time.Duration
 		errs      int
 		sent      int
+		firstErr  string
 	)
 	deadline := time.Now().Add(d)
 	start := time.Now()
@@ -225,15 +237,21 @@ func (s scenario) run(c int, d time.Duration, max int) result {
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err == nil {
+					body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode >= 300 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
+						err = fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
 					}
 				}
 				local = append(local, time.Since(t0))
 				if err != nil {
 					localErrs++
+					mu.Lock()
+					if firstErr == "" {
+						firstErr = err.Error()
+					}
+					mu.Unlock()
 				}
 			}
 			mu.Lock()
@@ -251,7 +269,7 @@ func (s scenario) run(c int, d time.Duration, max int) result {
 		}
 		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
 	}
-	return result{rate: float64(len(latencies)-errs) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), errors: errs}
+	return result{rate: float64(len(latencies)-errs) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), errors: errs, firstErr: firstErr}
 }
 
 func createDatabase(ctx context.Context, adminURL string) (string, func(), error) {
@@ -282,7 +300,7 @@ func createDatabase(ctx context.Context, adminURL string) (string, func(), error
 var listening = regexp.MustCompile(`"msg":"secrethub server listening","address":"http://([^"]+)"`)
 
 func startSecretHub(bin, dbURL string) (*exec.Cmd, string, error) {
-	cmd := exec.Command(bin, "server", "-listen-address", "127.0.0.1:0", "-log-level", "warn")
+	cmd := exec.Command(bin, "server", "-listen-address", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "SECRETHUB_LOG_LEVEL=info")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

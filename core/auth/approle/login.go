@@ -134,22 +134,21 @@ func (e *Engine) login(ctx context.Context, req *logical.Request, data map[strin
 	sum := sha256.Sum256([]byte(roleID))
 	roleKey := string(sum[:])
 	if e.sources != nil {
-		if ok, wait := e.sources.take(srcKey, now); !ok {
+		if ok, wait := e.sources.allow(srcKey, now); !ok {
 			return nil, &RateLimitError{Scope: "source", RetryAfter: wait}
 		}
-		if ok, wait := e.roles.take(roleKey, now); !ok {
-			e.sources.refund(srcKey, now)
+		if ok, wait := e.roles.allow(roleKey, now); !ok {
 			return nil, &RateLimitError{Scope: "role_id", RetryAfter: wait}
 		}
 	}
 
 	resp, err := e.checkLogin(ctx, req.ClientAddr, roleID, secretID)
 	var denied *LoginError
-	if e.sources != nil && !errors.As(err, &denied) {
-		// Success, or a failure that is not the caller's (storage): the
-		// attempt does not count.
-		e.sources.refund(srcKey, now)
-		e.roles.refund(roleKey, now)
+	if e.sources != nil && errors.As(err, &denied) {
+		// Only a failure that is the caller's counts; success and storage
+		// errors do not.
+		e.sources.take(srcKey, now)
+		e.roles.take(roleKey, now)
 	}
 	return resp, err
 }

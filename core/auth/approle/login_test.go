@@ -445,3 +445,38 @@ func TestRateLimitDefault(t *testing.T) {
 		t.Fatalf("failure beyond the default: %v", err)
 	}
 }
+
+// TestConcurrentSuccessfulLoginsAreNotLimited: a fleet logging in at once
+// with the same role from one address (a NAT) is never rate limited, since
+// only failures count.
+func TestConcurrentSuccessfulLoginsAreNotLimited(t *testing.T) {
+	v := newEnv(t, approle.Config{FailuresPerMinute: 3})
+	roleID := v.role("fleet", `{"token_policies": ["app"]}`)
+	secret, _ := v.secretID("fleet", `{}`)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := v.login(defaultAddr, roleID, secret); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a successful login was refused: %v", err)
+	}
+	// Failures still count: three wrong secret IDs exhaust the bucket,
+	// and then even the right one waits.
+	for range 3 {
+		if _, err := v.login(defaultAddr, roleID, "wrong"); !errors.Is(err, logical.ErrPermissionDenied) {
+			t.Fatalf("wrong secret id: %v", err)
+		}
+	}
+	if _, err := v.login(defaultAddr, roleID, secret); !errors.Is(err, logical.ErrRateLimited) {
+		t.Fatalf("after 3 failures: %v, want ErrRateLimited", err)
+	}
+}

@@ -8,9 +8,11 @@ import (
 )
 
 // limiter is a set of token buckets, one per key (a source address, a role
-// ID), that meter failed logins. Each login attempt takes a token before
-// the credentials are checked — so concurrent attempts cannot overshoot
-// the limit — and a successful one gives it back. A key whose bucket has
+// ID), that meter failed logins. A login is let through while its buckets
+// hold a token (allow), and only a failed one takes a token (take), so any
+// number of concurrent successful logins — a deployment scaling up — are
+// never limited. Concurrent failing attempts can overshoot the limit by
+// at most the number in flight at once. A key whose bucket has
 // refilled is forgotten, so memory holds only keys with recent failures,
 // and at most max of those: beyond it the least recently charged key is
 // dropped.
@@ -69,6 +71,25 @@ func (l *limiter) take(key string, now time.Time) (bool, time.Duration) {
 	}
 	b.full = full
 	l.order.MoveToFront(el)
+	return true, 0
+}
+
+// allow reports whether key's bucket holds a token, without taking it,
+// and if not how long until one is back.
+func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el, ok := l.buckets[key]
+	if !ok {
+		return true, 0
+	}
+	full := el.Value.(*bucket).full
+	if full.Before(now) {
+		full = now
+	}
+	if over := full.Add(l.interval).Sub(now) - time.Duration(l.burst)*l.interval; over > 0 {
+		return false, over
+	}
 	return true, 0
 }
 
