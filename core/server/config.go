@@ -66,6 +66,10 @@ type StorageConfig struct {
 	DatabaseURL string `json:"database_url,omitempty"`
 	// Path is the bbolt file for the file backend.
 	Path string `json:"path,omitempty"`
+	// CacheEntries sizes the read cache in front of postgres and file
+	// storage (default 16384 entries; -1 turns it off). The cache assumes
+	// this server is the only one writing to the storage.
+	CacheEntries int `json:"cache_entries,omitempty"`
 }
 
 // Environment variables that override the configuration file.

@@ -18,6 +18,7 @@ import (
 	"github.com/secrethub/secrethub/core/audit/pgsink"
 	corehttp "github.com/secrethub/secrethub/core/http"
 	"github.com/secrethub/secrethub/core/storage"
+	"github.com/secrethub/secrethub/core/storage/cache"
 	"github.com/secrethub/secrethub/core/storage/file"
 	"github.com/secrethub/secrethub/core/storage/inmem"
 	"github.com/secrethub/secrethub/core/storage/postgres"
@@ -155,6 +156,19 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 func openStorage(ctx context.Context, sc StorageConfig) (storage.Backend, error) {
+	b, err := openBackend(ctx, sc)
+	if err != nil || sc.Type == StorageInmem || sc.CacheEntries < 0 {
+		return b, err
+	}
+	c, err := cache.New(b, cache.Options{Entries: sc.CacheEntries})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("storage cache: %w", err)
+	}
+	return c, nil
+}
+
+func openBackend(ctx context.Context, sc StorageConfig) (storage.Backend, error) {
 	switch sc.Type {
 	case StoragePostgres:
 		b, err := postgres.Open(ctx, sc.DatabaseURL)
