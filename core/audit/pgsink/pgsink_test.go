@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -229,7 +230,7 @@ func TestJSONBRoundTrip(t *testing.T) {
 	ev.Path = "secrets/a\x00b\xffc"
 	ev.Error = "quote \" backslash \\ tab \t <html> & ü \u2028"
 	ev.Request = map[string]any{
-		"big": 1e21, "small": 1.5e-7, "dec": json.Number("1.50"), "neg": -0.0,
+		"big": 1e21, "small": 1.5e-7, "dec": json.Number("1.50"), "neg": math.Copysign(0, -1),
 		"key\x00nul": "v", "unicode ключ": []any{true, nil, 3},
 	}
 	if err := l.Record(t.Context(), ev); err != nil {
