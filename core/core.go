@@ -28,6 +28,10 @@ import (
 // Version is SecretHub's version, reported by health and seal status.
 const Version = "0.1.0-dev"
 
+// unsealTimeout bounds the work of an unseal: opening the keyring, the
+// audit log and the mounts.
+const unsealTimeout = 2 * time.Minute
+
 // clusterPath holds the cluster's name and ID, written at initialization.
 const clusterPath = "core/cluster"
 
@@ -93,6 +97,10 @@ type Core struct {
 	// active is the unsealed state requests are served with; nil while
 	// sealed.
 	active atomic.Pointer[activeState]
+	// reqLock is held shared by every request from loading active to
+	// writing its audit event, and exclusively by seal, which so waits for
+	// requests in flight before it closes the audit log.
+	reqLock sync.RWMutex
 	// mountsMu serializes mount table changes.
 	mountsMu sync.Mutex
 
@@ -284,6 +292,10 @@ func (c *Core) sealStatusLocked(ctx context.Context) (SealStatus, error) {
 // foreign share is reported as an InvalidRequestError and the unseal
 // attempt starts over. Unsealing an unsealed core does nothing.
 func (c *Core) Unseal(ctx context.Context, share []byte) (SealStatus, error) {
+	// A client that hangs up on the last share must not abort the unseal
+	// half way (and lose the shares given so far).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unsealTimeout)
+	defer cancel()
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if !c.Sealed() {
@@ -377,6 +389,8 @@ func (c *Core) activate(ctx context.Context, rootKey []byte) (*activeState, erro
 // sealLocked drops the unsealed state and the barrier's keys. stateMu
 // must be held.
 func (c *Core) sealLocked(ctx context.Context) {
+	c.reqLock.Lock()
+	defer c.reqLock.Unlock()
 	st := c.active.Swap(nil)
 	c.barrier.Seal()
 	c.seal.Reset()

@@ -116,8 +116,8 @@ func (c *Core) buildEngines(t *mount.Table) (map[string]logical.Engine, error) {
 }
 
 // mount adds an engine at e.Path.
-func (c *Core) mount(ctx context.Context, e mount.Entry, auth bool) error {
-	if auth != engineIsAuth(e.Type) {
+func (c *Core) mount(ctx context.Context, e mount.Entry) error {
+	if auth := strings.HasPrefix(e.Path, "auth/"); auth != engineIsAuth(e.Type) {
 		if auth {
 			return logical.Invalid("type", "%q is not an auth method; mount it under sys/mounts", e.Type)
 		}
@@ -149,7 +149,9 @@ func (c *Core) mount(ctx context.Context, e mount.Entry, auth bool) error {
 	next.mounts = t
 	next.engines = maps.Clone(st.engines)
 	next.engines[e.Path] = eng
-	c.active.Store(&next)
+	if !c.active.CompareAndSwap(st, &next) {
+		return ErrSealed // sealed meanwhile (requests hold reqLock, so this is a backstop)
+	}
 	c.log.InfoContext(ctx, "engine mounted", "path", e.Path, "type", e.Type)
 	return nil
 }
@@ -173,7 +175,9 @@ func (c *Core) unmount(ctx context.Context, path string) error {
 	next.mounts = t
 	next.engines = maps.Clone(st.engines)
 	delete(next.engines, path)
-	c.active.Store(&next)
+	if !c.active.CompareAndSwap(st, &next) {
+		return ErrSealed
+	}
 	if err := mount.NewView(c.barrier, e.StoragePrefix()).Clear(ctx); err != nil {
 		return fmt.Errorf("unmount %s: mount removed, but its data was not all deleted: %w", path, err)
 	}

@@ -61,8 +61,12 @@ type route struct {
 // returned; if it cannot be, the answer is withheld and ErrAuditFailed
 // returned.
 func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	// Requests hold reqLock shared from here to their audit event, so a
+	// seal waits for them and never closes the audit log under them.
+	c.reqLock.RLock()
 	st := c.active.Load()
 	if st == nil {
+		c.reqLock.RUnlock()
 		return nil, ErrSealed
 	}
 	if req.ID == "" {
@@ -71,18 +75,78 @@ func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logica
 	req.Time = c.now().UTC()
 	resp, caller, rt, err := c.handle(ctx, st, req)
 	if aerr := c.record(ctx, st, c.auditEvent(req, caller, resp, err)); aerr != nil {
+		c.reqLock.RUnlock()
 		c.log.ErrorContext(ctx, "audit write failed; refusing request", "request_id", req.ID, "path", req.Path, "error", aerr.Error())
 		return nil, ErrAuditFailed
 	}
+	c.reqLock.RUnlock()
 	if err == nil && rt.sealAfter {
 		// Sealing closes the audit log, so it happens once the request's
-		// own event is written.
+		// own event is written and its shared lock released.
 		c.stateMu.Lock()
 		c.sealLocked(ctx)
 		c.stateMu.Unlock()
 		c.log.InfoContext(ctx, "core sealed", "accessor", req.TokenAccessor)
 	}
 	return resp, err
+}
+
+// handle runs a request up to its answer; HandleRequest audits it. A
+// request that may change state is audited once more before it runs
+// (ResultStarted), so a change never happens without an event: if that
+// event cannot be written, the request is refused unrun.
+func (c *Core) handle(ctx context.Context, st *activeState, req *logical.Request) (*logical.Response, *token.Entry, route, error) {
+	clean, folder, err := logical.CleanPath(req.Path)
+	if err != nil {
+		return nil, nil, route{}, err
+	}
+	req.Path = clean
+	if folder && req.Operation == logical.OpRead {
+		req.Operation = logical.OpList
+	}
+	rt, routeErr := c.route(st, req)
+	var caller *token.Entry
+	if routeErr != nil || !rt.unauthenticated {
+		// Without a live token, an unknown path is refused like any
+		// other: mount names are not shown to anonymous clients.
+		if caller, err = c.authenticate(ctx, req); err != nil {
+			return nil, nil, rt, err
+		}
+	}
+	if routeErr != nil {
+		return nil, caller, rt, routeErr
+	}
+	if err := c.resolveWrite(ctx, rt, req); err != nil {
+		return nil, caller, rt, err
+	}
+	if !rt.unauthenticated {
+		if err := c.authorize(ctx, req, caller, rt.sudo); err != nil {
+			return nil, caller, rt, err
+		}
+	}
+	if req.Operation != logical.OpRead && req.Operation != logical.OpList {
+		started := c.auditEvent(req, caller, nil, nil)
+		started.Result, started.StatusCode = audit.ResultStarted, 0
+		if err := c.record(ctx, st, started); err != nil {
+			c.log.ErrorContext(ctx, "audit write failed; refusing request unrun", "request_id", req.ID, "path", req.Path, "error", err.Error())
+			return nil, caller, rt, ErrAuditFailed
+		}
+	}
+	var resp *logical.Response
+	if rt.engine != nil {
+		resp, err = rt.engine.HandleRequest(ctx, req)
+	} else {
+		resp, err = rt.handler(ctx, req, caller)
+	}
+	if err != nil {
+		return nil, caller, rt, err
+	}
+	if rt.unauthenticated && resp != nil && resp.Auth != nil {
+		if err := c.issueLoginToken(ctx, req, resp); err != nil {
+			return nil, caller, rt, err
+		}
+	}
+	return resp, caller, rt, nil
 }
 
 // auditTimeout bounds the wait for an audit write.
@@ -103,6 +167,8 @@ func (c *Core) record(ctx context.Context, st *activeState, ev audit.Event) erro
 // the event cannot be written. While sealed there is no audit key, and
 // ErrSealed is returned instead.
 func (c *Core) RejectRequest(ctx context.Context, req *logical.Request, err error) error {
+	c.reqLock.RLock()
+	defer c.reqLock.RUnlock()
 	st := c.active.Load()
 	if st == nil {
 		return ErrSealed
@@ -116,51 +182,6 @@ func (c *Core) RejectRequest(ctx context.Context, req *logical.Request, err erro
 		return ErrAuditFailed
 	}
 	return err
-}
-
-// handle runs a request up to its answer; HandleRequest audits it.
-func (c *Core) handle(ctx context.Context, st *activeState, req *logical.Request) (*logical.Response, *token.Entry, route, error) {
-	clean, folder, err := logical.CleanPath(req.Path)
-	if err != nil {
-		return nil, nil, route{}, err
-	}
-	req.Path = clean
-	if folder && req.Operation == logical.OpRead {
-		req.Operation = logical.OpList
-	}
-	rt, err := c.route(st, req)
-	if err != nil {
-		return nil, nil, rt, err
-	}
-	var caller *token.Entry
-	if !rt.unauthenticated {
-		if caller, err = c.authenticate(ctx, req); err != nil {
-			return nil, nil, rt, err
-		}
-	}
-	if err := c.resolveWrite(ctx, rt, req); err != nil {
-		return nil, caller, rt, err
-	}
-	if !rt.unauthenticated {
-		if err := c.authorize(ctx, req, caller, rt.sudo); err != nil {
-			return nil, caller, rt, err
-		}
-	}
-	var resp *logical.Response
-	if rt.engine != nil {
-		resp, err = rt.engine.HandleRequest(ctx, req)
-	} else {
-		resp, err = rt.handler(ctx, req, caller)
-	}
-	if err != nil {
-		return nil, caller, rt, err
-	}
-	if rt.unauthenticated && resp != nil && resp.Auth != nil {
-		if err := c.issueLoginToken(ctx, req, resp); err != nil {
-			return nil, caller, rt, err
-		}
-	}
-	return resp, caller, rt, nil
 }
 
 // route finds who serves req.Path and sets the mount-relative path.
@@ -180,7 +201,7 @@ func (c *Core) route(st *activeState, req *logical.Request) (route, error) {
 	req.MountPath = m.Path
 	req.RelativePath = strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimSuffix(m.Path, "/")), "/")
 	rt := route{engine: st.engines[m.Path], mount: m}
-	if strings.HasPrefix(m.Path, "auth/") && req.RelativePath == "login" {
+	if engineIsAuth(m.Type) && req.RelativePath == "login" {
 		rt.unauthenticated = true
 	}
 	return rt, nil
@@ -267,14 +288,10 @@ func capabilityOf(op logical.Operation) policy.Capability {
 	}
 }
 
-// aclFor returns the compiled ACL of a token: its policies plus default
-// (root tokens only root).
+// aclFor returns the compiled ACL of a token's policies. Tokens carry
+// "default" unless created with no_default_policy.
 func (c *Core) aclFor(ctx context.Context, e *token.Entry) (*policy.ACL, error) {
-	names := slices.Clone(e.Policies)
-	if !e.IsRoot() && !slices.Contains(names, "default") {
-		names = append(names, "default")
-	}
-	acl, err := c.policies.ACL(ctx, names)
+	acl, err := c.policies.ACL(ctx, e.Policies)
 	if err != nil {
 		return nil, fmt.Errorf("authorize: load policies: %w", err)
 	}
@@ -289,7 +306,7 @@ func (c *Core) authorize(ctx context.Context, req *logical.Request, caller *toke
 	}
 	pr := policy.Request{
 		Path: req.Path, Capability: capabilityOf(req.Operation), Time: req.Time,
-		ClientAddr: req.ClientAddr, TTL: requestedTTL(req),
+		ClientAddr: req.ClientAddr, TTL: c.requestedTTL(req),
 	}
 	if d := acl.Evaluate(pr); !d.Allowed {
 		return denied("%s", d.Reason)
@@ -304,12 +321,18 @@ func (c *Core) authorize(ctx context.Context, req *logical.Request, caller *toke
 }
 
 // requestedTTL is the TTL a request asks for, for ttl_max conditions: its
-// "ttl" field when it has one that parses.
-func requestedTTL(req *logical.Request) time.Duration {
-	if v, ok := req.Data["ttl"]; ok {
-		if d, err := parseDuration(v); err == nil {
-			return d
+// "ttl" (or "lease") field; for token creation without one, the default
+// TTL the token would get.
+func (c *Core) requestedTTL(req *logical.Request) time.Duration {
+	for _, name := range []string{"ttl", "lease"} {
+		if v, ok := req.Data[name]; ok {
+			if d, err := parseDuration(v); err == nil && d > 0 {
+				return d
+			}
 		}
+	}
+	if strings.HasPrefix(req.Path, "auth/token/create") {
+		return c.defaultTokenTTL
 	}
 	return 0
 }
@@ -343,6 +366,9 @@ func (c *Core) issueLoginToken(ctx context.Context, req *logical.Request, resp *
 	}
 	a := resp.Auth
 	policies := normalizePolicies(append(slices.Clone(params.Policies), "default"))
+	if slices.Contains(policies, token.RootPolicy) {
+		return denied("auth methods cannot create root tokens")
+	}
 	id, e, err := c.tokens.Create(ctx, "", token.Entry{
 		Policies: policies, DisplayName: strings.TrimSuffix(req.MountPath, "/"), Meta: a.Metadata,
 		Path: req.Path, TTL: ttl, ExplicitMaxTTL: maxTTL, Renewable: true, BoundCIDRs: cidrs,
@@ -380,6 +406,11 @@ func (c *Core) auditEvent(req *logical.Request, caller *token.Entry, resp *logic
 			ev.Result = "invalid"
 		}
 		ev.Error = err.Error()
+		if ev.StatusCode >= 500 {
+			// Internal errors may name storage keys; the server log has
+			// the detail, the audit log the outcome.
+			ev.Error = PublicMessage(err)
+		}
 		return ev
 	}
 	if resp == nil {
@@ -475,12 +506,13 @@ func (c *Core) newRequestID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// normalizePolicies trims, lowercases, sorts and deduplicates policy
-// names, dropping empty ones.
+// normalizePolicies trims, sorts and deduplicates policy names, dropping
+// empty ones. It does not change case: policy names are lowercase, so
+// "ROOT" names no policy at all rather than the root policy.
 func normalizePolicies(names []string) []string {
 	out := make([]string, 0, len(names))
 	for _, n := range names {
-		if n = strings.ToLower(strings.TrimSpace(n)); n != "" {
+		if n = strings.TrimSpace(n); n != "" {
 			out = append(out, n)
 		}
 	}

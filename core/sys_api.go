@@ -51,11 +51,13 @@ func (c *Core) sysRoute(req *logical.Request) (route, error) {
 		}
 		return route{handler: c.sysListMounts(p == "auth")}, nil
 	case strings.HasPrefix(p, "mounts/"), strings.HasPrefix(p, "auth/"):
+		// Changing auth methods changes who can log in: sudo, as in Vault.
+		sudo := strings.HasPrefix(mountPathOf(p), "auth/")
 		switch {
 		case isWrite:
-			return route{handler: c.sysMount}, nil
+			return route{handler: c.sysMount, sudo: sudo}, nil
 		case op == logical.OpDelete:
-			return route{handler: c.sysUnmount}, nil
+			return route{handler: c.sysUnmount, sudo: sudo}, nil
 		case op == logical.OpRead:
 			return route{handler: c.sysReadMount}, nil
 		}
@@ -217,9 +219,8 @@ func (c *Core) sysMount(ctx context.Context, req *logical.Request, _ *token.Entr
 	} else if d["options"] != nil {
 		return nil, logical.Invalid("options", "want an object")
 	}
-	auth := strings.HasPrefix(req.RelativePath, "auth/")
 	entry := mount.Entry{Path: mountPathOf(req.RelativePath), Type: typ, Description: desc, Options: opts}
-	if err := c.mount(ctx, entry, auth); err != nil {
+	if err := c.mount(ctx, entry); err != nil {
 		return nil, err
 	}
 	return nil, nil

@@ -166,6 +166,9 @@ func (c *Core) tokenCreate(orphan bool) tokenHandler {
 			if errors.Is(err, token.ErrNotFound) {
 				return nil, denied("parent token no longer exists")
 			}
+			if errors.Is(err, token.ErrExists) {
+				return nil, logical.Invalid("id", "a token with this id exists")
+			}
 			if id != "" && token.ValidateID(id) != nil {
 				return nil, logical.Invalid("id", "%v", err)
 			}

@@ -63,6 +63,10 @@ const (
 	ResultDenied  = "denied"
 	ResultError   = "error"
 	ResultInvalid = "invalid"
+	// ResultStarted marks the event a state-changing request gets before
+	// it runs; its outcome follows in a second event with the same
+	// RequestID.
+	ResultStarted = "started"
 )
 
 // HashSize is the length of Record.Hash and Record.PrevHash.
@@ -86,7 +90,8 @@ type Event struct {
 	// the handle operators search by. The token itself is never recorded.
 	TokenAccessor string
 	Policies      []string
-	// Result is ResultOK, ResultDenied, ResultError or ResultInvalid.
+	// Result is ResultOK, ResultDenied, ResultError, ResultInvalid or
+	// ResultStarted.
 	Result     string
 	StatusCode int
 	// Error is the error message shown to the client, which never holds a

@@ -108,7 +108,11 @@ func New(cfg Config) (*Client, error) {
 			}
 			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
-		hc = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+		hc = &http.Client{
+			Transport: tr, Timeout: 60 * time.Second,
+			// Never follow redirects: the token header would go with them.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	return &Client{base: u, token: cfg.Token, http: hc}, nil
 }

@@ -174,7 +174,10 @@ func TestInitUnsealSealFlow(t *testing.T) {
 	if code, _ := f.do("HEAD", "/v1/sys/health", ""); code != 200 {
 		t.Fatalf("health active: %d", code)
 	}
-	if code, body := f.do("GET", "/v1/nomount/app", ""); code != 404 || !strings.Contains(body, "no mount") {
+	if code, body := f.do("GET", "/v1/nomount/app", ""); code != 403 {
+		t.Fatalf("unknown path without a token: %d %s, want 403 (mounts are not shown to anonymous clients)", code, body)
+	}
+	if code, body := f.do("GET", "/v1/nomount/app", "", "X-Vault-Token", res.RootToken); code != 404 || !strings.Contains(body, "no mount") {
 		t.Fatalf("unknown path while unsealed: %d %s, want 404", code, body)
 	}
 

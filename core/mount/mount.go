@@ -101,7 +101,7 @@ func (t *Table) Without(path string) (*Table, Entry, bool) {
 var segment = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // reserved are paths the core serves itself.
-var reserved = []string{"sys/", "auth/token/", "v1/"}
+func reserved() [3]string { return [3]string{"sys/", "auth/token/", "v1/"} }
 
 // ValidatePath checks a mount path: one or more segments of letters,
 // digits, '_', '.' and '-', ending in "/", outside the core's own paths.
@@ -114,7 +114,7 @@ func ValidatePath(p string) error {
 			return logical.Invalid("path", "mount path %q: segment %q must be 1-64 letters, digits, '_', '.' or '-'", p, seg)
 		}
 	}
-	for _, r := range reserved {
+	for _, r := range reserved() {
 		if strings.HasPrefix(p, r) || strings.HasPrefix(r, p) {
 			return logical.Invalid("path", "mount path %q overlaps the reserved path %q", p, r)
 		}

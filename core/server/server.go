@@ -93,6 +93,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Runs before the sinks and storage close (defers run last first):
+	// queued audit events are written and keys zeroed on every way out.
+	defer c.Shutdown(context.WithoutCancel(ctx))
 
 	var tlsConfig *tls.Config
 	if cfg.TLSCertFile != "" {
@@ -147,7 +150,6 @@ func Run(ctx context.Context, opts Options) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	c.Shutdown(shutdownCtx)
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -47,6 +47,8 @@ var (
 	// ErrNotRenewable is returned by Renew for a token created
 	// non-renewable.
 	ErrNotRenewable = errors.New("token: not renewable")
+	// ErrExists is returned by Create for a chosen ID that is taken.
+	ErrExists = errors.New("token: a token with this id exists")
 )
 
 // Storage is the part of the barrier's storage view the store needs.
@@ -168,11 +170,24 @@ func (s *Store) Prepare(id string, e Entry) (string, *Entry, []storage.Op, error
 }
 
 // Create stores a new token for e and returns its ID and entry. A parent
-// named in e must exist.
+// named in e must exist; a chosen id must be free.
 func (s *Store) Create(ctx context.Context, id string, e Entry) (string, *Entry, error) {
+	if e.Parent != "" || id != "" {
+		// Serialized with Revoke, so a child cannot slip in beside a
+		// parent being revoked, and two creates cannot claim one id.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
 	if e.Parent != "" {
 		if _, err := s.LookupAccessor(ctx, e.Parent); err != nil {
 			return "", nil, fmt.Errorf("token: parent: %w", err)
+		}
+	}
+	if id != "" && ValidateID(id) == nil {
+		if _, err := s.read(ctx, Hash(id)); err == nil {
+			return "", nil, ErrExists
+		} else if !errors.Is(err, ErrNotFound) {
+			return "", nil, err
 		}
 	}
 	id, entry, ops, err := s.Prepare(id, e)
