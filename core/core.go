@@ -6,7 +6,6 @@ package core
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/barrier"
@@ -235,17 +236,11 @@ func (c *Core) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
 }
 
 func (c *Core) newClusterInfo() (clusterInfo, error) {
-	b := make([]byte, 16)
-	if _, err := io.ReadFull(c.rand, b); err != nil {
+	id, err := c.uuid()
+	if err != nil {
 		return clusterInfo{}, fmt.Errorf("cluster id: %w", err)
 	}
-	b[6] = b[6]&0x0f | 0x40 // UUID version 4
-	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
-	h := hex.EncodeToString(b)
-	return clusterInfo{
-		Name: "secrethub-cluster-" + h[:8],
-		ID:   h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:],
-	}, nil
+	return clusterInfo{Name: "secrethub-cluster-" + id[:8], ID: id}, nil
 }
 
 // SealStatus is the seal's state as shown by sys/seal-status and
@@ -425,16 +420,13 @@ type keepOpen struct{ audit.Sink }
 
 func (keepOpen) Close() error { return nil }
 
-// uuid returns a random version 4 UUID.
+// uuid returns a random version 4 UUID from the core's random source.
 func (c *Core) uuid() (string, error) {
-	b := make([]byte, 16)
-	if _, err := io.ReadFull(c.rand, b); err != nil {
+	u, err := uuid.NewRandomFromReader(c.rand)
+	if err != nil {
 		return "", fmt.Errorf("uuid: %w", err)
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+	return u.String(), nil
 }
 
 // ResetUnseal discards the shares submitted so far.

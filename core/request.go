@@ -2,10 +2,8 @@ package core
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"slices"
 	"strings"
@@ -460,6 +458,8 @@ func StatusOf(err error) int {
 		return 413
 	case errors.Is(err, ErrNotInitialized), errors.Is(err, ErrAlreadyInitialized):
 		return 400
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return 503
 	default:
 		return 500
 	}
@@ -471,8 +471,13 @@ func PublicMessage(err error) string {
 	var invalid *logical.InvalidRequestError
 	switch StatusOf(err) {
 	case 400:
-		if errors.As(err, &invalid) {
+		switch {
+		case errors.As(err, &invalid):
 			return invalid.Error()
+		case errors.Is(err, ErrNotInitialized):
+			return "SecretHub is not initialized"
+		case errors.Is(err, ErrAlreadyInitialized):
+			return "SecretHub is already initialized"
 		}
 		return err.Error()
 	case 403:
@@ -487,7 +492,10 @@ func PublicMessage(err error) string {
 	case 429:
 		return "too many attempts; try again later"
 	case 503:
-		return "SecretHub is sealed"
+		if errors.Is(err, ErrSealed) {
+			return "SecretHub is sealed"
+		}
+		return "request cancelled or timed out"
 	}
 	if errors.Is(err, ErrAuditFailed) {
 		return ErrAuditFailed.Error()
@@ -495,15 +503,15 @@ func PublicMessage(err error) string {
 	return "internal error; see the server log"
 }
 
+// newRequestID names a request for the audit log and the server log. If
+// the random source fails, the ID falls back to the time: a request ID
+// identifies, it protects nothing.
 func (c *Core) newRequestID() string {
-	b := make([]byte, 16)
-	if _, err := io.ReadFull(c.rand, b); err != nil {
+	id, err := c.uuid()
+	if err != nil {
 		return fmt.Sprintf("req-%d", c.now().UnixNano())
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	return id
 }
 
 // normalizePolicies trims, sorts and deduplicates policy names, dropping

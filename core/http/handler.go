@@ -8,7 +8,6 @@
 package http
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -177,30 +176,15 @@ func writeError(w http.ResponseWriter, status int, msgs ...string) {
 	writeJSON(w, status, wire.ErrorResponse{Errors: msgs})
 }
 
-// respondError maps a core error to its status. Unexpected errors are
-// logged in full and answered with a generic 500.
+// respondError answers err with core.StatusOf's status and
+// core.PublicMessage's text. Internal errors are logged in full; the
+// client gets a generic message.
 func (h *handler) respondError(w http.ResponseWriter, r *http.Request, err error) {
-	var invalid *core.InvalidRequestError
-	switch {
-	case errors.As(err, &invalid):
-		writeError(w, http.StatusBadRequest, invalid.Error())
-	case errors.Is(err, core.ErrSealed):
-		writeError(w, http.StatusServiceUnavailable, "SecretHub is sealed")
-	case errors.Is(err, core.ErrPermissionDenied):
-		writeError(w, http.StatusForbidden, "permission denied")
-	case errors.Is(err, core.ErrAuditFailed):
-		h.log.ErrorContext(r.Context(), "request refused: audit failed", "method", r.Method, "path", r.URL.Path)
-		writeError(w, http.StatusInternalServerError, core.ErrAuditFailed.Error())
-	case errors.Is(err, core.ErrNotInitialized):
-		writeError(w, http.StatusBadRequest, "SecretHub is not initialized")
-	case errors.Is(err, core.ErrAlreadyInitialized):
-		writeError(w, http.StatusBadRequest, "SecretHub is already initialized")
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, "request cancelled or timed out")
-	default:
+	status := core.StatusOf(err)
+	if status == http.StatusInternalServerError {
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err.Error())
-		writeError(w, http.StatusInternalServerError, "internal error; see the server log")
 	}
+	writeError(w, status, core.PublicMessage(err))
 }
 
 func (h *handler) initStatus(w http.ResponseWriter, r *http.Request) {

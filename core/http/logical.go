@@ -131,14 +131,10 @@ func (h *handler) logical(w http.ResponseWriter, r *http.Request, path string) {
 	}
 	resp, err := h.core.HandleRequest(r.Context(), req)
 	if err != nil {
-		status := core.StatusOf(err)
-		if status == http.StatusInternalServerError {
-			h.log.ErrorContext(r.Context(), "request failed", "request_id", req.ID, "method", r.Method, "path", r.URL.Path, "error", err.Error())
-		}
-		if status == http.StatusMethodNotAllowed {
+		if core.StatusOf(err) == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", "GET, LIST, PUT, POST, DELETE")
 		}
-		writeError(w, status, core.PublicMessage(err))
+		h.respondError(w, r, err)
 		return
 	}
 	writeResponse(w, req, resp)
@@ -155,7 +151,7 @@ func (h *handler) reject(w http.ResponseWriter, r *http.Request, req *logical.Re
 		w.Header().Set("Allow", "GET, LIST, PUT, POST, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use GET, LIST, PUT, POST or DELETE", r.Method))
 	default:
-		writeError(w, core.StatusOf(err), core.PublicMessage(err))
+		h.respondError(w, r, err)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/uuid"
 	"github.com/hashicorp/vault/shamir"
 
 	"github.com/secrethub/secrethub/core/storage"
@@ -280,12 +281,11 @@ func (s *Seal) resetLocked() {
 }
 
 func (s *Seal) newNonce() (string, error) {
-	b := make([]byte, 16)
-	if _, err := io.ReadFull(s.rand, b); err != nil {
+	u, err := uuid.NewRandomFromReader(s.rand)
+	if err != nil {
 		return "", fmt.Errorf("seal: nonce: %w", err)
 	}
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+	return u.String(), nil
 }
 
 const rootKeyFormat = 1
