@@ -3,14 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/secrethub/secrethub/core/client"
+	"github.com/secrethub/secrethub/core/wire"
 )
 
 func newLoginCmd() *cobra.Command {
@@ -40,11 +43,14 @@ SECRETHUB_SECRET_ID.`,
 			case "token":
 				if len(args) == 1 {
 					tok = args[0]
-				} else if tok, err = readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "Token (will be hidden): "); err != nil {
+				} else if tok, err = readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "token", "Token (will be hidden): "); err != nil {
 					return err
 				}
 				c.SetToken(tok)
 				resp, err := c.Read(cmd.Context(), "auth/token/lookup-self", nil)
+				if errors.Is(err, client.ErrPermissionDenied) {
+					return errors.New("login failed: the server does not accept this token (unknown, expired or revoked)")
+				}
 				if err != nil {
 					return explain(c, err)
 				}
@@ -72,7 +78,12 @@ SECRETHUB_SECRET_ID.`,
 				if roleID == "" || secretID == "" {
 					return errors.New("approle login needs -role-id and -secret-id-file (or SECRETHUB_ROLE_ID and SECRETHUB_SECRET_ID)")
 				}
+				// A login needs no token: do not send a stored one along.
+				c.SetToken("")
 				resp, err := c.Write(cmd.Context(), "auth/"+strings.Trim(mount, "/")+"/login", map[string]any{"role_id": roleID, "secret_id": secretID})
+				if errors.Is(err, client.ErrPermissionDenied) {
+					return errors.New("login failed: invalid role ID or secret ID (or the secret ID is used up or expired)")
+				}
 				if err != nil {
 					return explain(c, err)
 				}
@@ -93,10 +104,13 @@ SECRETHUB_SECRET_ID.`,
 			if p == "" {
 				return errors.New("cannot find a home directory for the token file; set SECRETHUB_TOKEN_FILE")
 			}
-			if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
-				return fmt.Errorf("store token: %w", err)
+			if err := writeTokenFile(p, tok); err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Token stored in %s.\n", p)
+			if os.Getenv(envToken) != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Note: %s is set and takes precedence over the stored token; unset it to use this one.\n", envToken)
+			}
 			return nil
 		},
 	}
@@ -117,13 +131,14 @@ func newPolicyCmd() *cobra.Command {
 glob, capabilities (create, read, update, delete, list, sudo, deny), an
 effect and optional conditions. See docs/policies.md.`,
 		func(cf *clientFlags) []*cobra.Command {
-			var path, tok, capability string
+			var path, tok, accessor, capability string
 			explain := &cobra.Command{
-				Use:   "explain -path PATH [-capability read] [-token TOKEN]",
+				Use:   "explain -path PATH [-capability read] [-token TOKEN | -accessor A]",
 				Short: "Say which rule of which policy allows or denies a request",
 				Long: `Evaluate one capability on a path for a token (default: your own) and
 say which rule of which policy allowed or denied it, and which condition
-failed. Explaining another token's access needs sudo on sys/policies/explain.`,
+failed. Explaining another token's access (-token or -accessor) needs sudo
+on sys/policies/explain for your own token.`,
 				Args: cobra.NoArgs,
 				RunE: runClient(cf, func(cmd *cobra.Command, _ []string, c *client.Client) error {
 					if path == "" {
@@ -131,8 +146,13 @@ failed. Explaining another token's access needs sudo on sys/policies/explain.`,
 					}
 					body := map[string]any{"path": path, "capability": capability}
 					endpoint := "sys/policies/explain-self"
-					if tok != "" {
-						c.SetToken(tok)
+					switch {
+					case tok != "" && accessor != "":
+						return errors.New("-token and -accessor: give one")
+					case tok != "":
+						endpoint, body["token"] = "sys/policies/explain", tok
+					case accessor != "":
+						endpoint, body["accessor"] = "sys/policies/explain", accessor
 					}
 					resp, err := c.Write(cmd.Context(), endpoint, body)
 					if err != nil {
@@ -141,27 +161,14 @@ failed. Explaining another token's access needs sudo on sys/policies/explain.`,
 					if cf.format == "json" {
 						return printJSON(cmd.OutOrStdout(), resp.Data)
 					}
-					out := cmd.OutOrStdout()
-					verdict := "DENIED"
-					if resp.Data["allowed"] == true {
-						verdict = "ALLOWED"
-					}
-					fmt.Fprintf(out, "%s: %s on %s\n%s\n", verdict, capability, path, formatValue(resp.Data["reason"]))
-					if fc := formatValue(resp.Data["failed_condition"]); fc != "" && fc != "n/a" {
-						fmt.Fprintf(out, "failed condition: %s\n", fc)
-					}
-					if trace, ok := resp.Data["trace"].([]any); ok && len(trace) > 0 {
-						fmt.Fprintln(out, "\nRules examined:")
-						for _, t := range trace {
-							fmt.Fprintf(out, "  %s\n", formatValue(t))
-						}
-					}
+					printExplain(cmd.OutOrStdout(), capability, path, resp.Data)
 					return nil
 				}),
 			}
 			explain.Flags().StringVar(&path, "path", "", "API path to check, e.g. secrets/app/db")
 			explain.Flags().StringVar(&capability, "capability", "read", "create, read, update, delete, list or sudo")
 			explain.Flags().StringVar(&tok, "token", "", "token whose access to explain (default: yours)")
+			explain.Flags().StringVar(&accessor, "accessor", "", "accessor of the token whose access to explain")
 			return []*cobra.Command{
 				{
 					Use:   "write NAME FILE|-",
@@ -198,7 +205,11 @@ failed. Explaining another token's access needs sudo on sys/policies/explain.`,
 						if cf.format == "json" {
 							return printJSON(cmd.OutOrStdout(), resp.Data)
 						}
-						fmt.Fprint(cmd.OutOrStdout(), formatValue(resp.Data["policy"]))
+						doc := formatValue(resp.Data["policy"])
+						if !strings.HasSuffix(doc, "\n") {
+							doc += "\n"
+						}
+						fmt.Fprint(cmd.OutOrStdout(), doc)
 						return nil
 					}),
 				},
@@ -232,7 +243,14 @@ failed. Explaining another token's access needs sudo on sys/policies/explain.`,
 }
 
 func newTokenCmd() *cobra.Command {
-	return newClientCmd("token", "Create, look up, renew and revoke tokens", `Manage tokens (Vault's auth/token endpoints).`,
+	return newClientCmd("token", "Create, look up, renew and revoke tokens",
+		`Create, look up, renew and revoke tokens (Vault's auth/token endpoints).
+A token carries policies and a TTL; lookup, renew and revoke act on your own
+token (SECRETHUB_TOKEN, or the one "secrethub login" stored) unless given a
+TOKEN argument or -accessor.
+
+  secrethub token create -policy app-read -ttl 1h
+  secrethub token renew -increment 2h`,
 		func(cf *clientFlags) []*cobra.Command {
 			var policies []string
 			var ttl, maxTTL, increment time.Duration
@@ -276,6 +294,8 @@ func newTokenCmd() *cobra.Command {
 						body := map[string]any{}
 						path := self
 						switch {
+						case accessor != "" && len(args) == 1:
+							return errors.New("TOKEN and -accessor: give one")
 						case accessor != "":
 							path, body["accessor"] = byAccessor, accessor
 						case len(args) == 1:
@@ -284,7 +304,15 @@ func newTokenCmd() *cobra.Command {
 						if withIncrement && increment > 0 {
 							body["increment"] = increment.String()
 						}
-						resp, err := c.Write(cmd.Context(), path, body)
+						var resp *wire.Response
+						var err error
+						if path == "auth/token/lookup-self" {
+							// GET: the default policy grants read, not
+							// update, on lookup-self.
+							resp, err = c.Read(cmd.Context(), path, nil)
+						} else {
+							resp, err = c.Write(cmd.Context(), path, body)
+						}
 						if err != nil {
 							return err
 						}
@@ -368,7 +396,11 @@ machine logs in with the role's ID and a secret ID (secrethub login
 					if accessor == "" {
 						return errors.New("-accessor: required")
 					}
-					if _, err := c.Write(cmd.Context(), base("role", a[0], "secret-id-accessor", "destroy"), map[string]any{"secret_id_accessor": accessor}); err != nil {
+					_, err := c.Write(cmd.Context(), base("role", a[0], "secret-id-accessor", "destroy"), map[string]any{"secret_id_accessor": accessor})
+					if errors.Is(err, client.ErrNotFound) {
+						return fmt.Errorf("role %q has no secret ID with accessor %q", a[0], accessor)
+					}
+					if err != nil {
 						return err
 					}
 					fmt.Fprintln(cmd.OutOrStdout(), "Success! Destroyed the secret ID.")
@@ -379,6 +411,9 @@ machine logs in with the role's ID and a secret ID (secrethub login
 				write,
 				simple("read ROLE", "Show a role", 1, func(cmd *cobra.Command, a []string, c *client.Client) error {
 					resp, err := c.Read(cmd.Context(), base("role", a[0]), nil)
+					if errors.Is(err, client.ErrNotFound) {
+						return fmt.Errorf("no role named %q", a[0])
+					}
 					if err != nil {
 						return err
 					}
@@ -400,6 +435,9 @@ machine logs in with the role's ID and a secret ID (secrethub login
 				}),
 				simple("role-id ROLE", "Show a role's ID", 1, func(cmd *cobra.Command, a []string, c *client.Client) error {
 					resp, err := c.Read(cmd.Context(), base("role", a[0], "role-id"), nil)
+					if errors.Is(err, client.ErrNotFound) {
+						return fmt.Errorf("no role named %q", a[0])
+					}
 					if err != nil {
 						return err
 					}
@@ -407,6 +445,9 @@ machine logs in with the role's ID and a secret ID (secrethub login
 				}),
 				simple("secret-id ROLE", "Generate a secret ID for a role (shown once)", 1, func(cmd *cobra.Command, a []string, c *client.Client) error {
 					resp, err := c.Write(cmd.Context(), base("role", a[0], "secret-id"), map[string]any{})
+					if errors.Is(err, client.ErrNotFound) {
+						return fmt.Errorf("no role named %q", a[0])
+					}
 					if err != nil {
 						return err
 					}
@@ -497,4 +538,56 @@ inserted (the first bad sequence number is reported).`,
 				},
 			}
 		})
+}
+
+// printExplain shows a policy decision: the verdict, the rule that decided
+// it, the condition that failed, and every rule examined.
+func printExplain(w io.Writer, capability, path string, d map[string]any) {
+	verdict := "DENIED"
+	if d["allowed"] == true {
+		verdict = "ALLOWED"
+	}
+	fmt.Fprintf(w, "%s: %s on %s\n%s\n", verdict, capability, path, formatValue(d["reason"]))
+	if fc := formatValue(d["failed_condition"]); fc != "" && fc != "n/a" {
+		fmt.Fprintf(w, "failed condition: %s\n", fc)
+	}
+	trace, _ := d["trace"].([]any)
+	if len(trace) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nRules examined:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  Policy\tRule\tPath\tEffect\tCapabilities\tOutcome")
+	var condLines []string
+	for _, t := range trace {
+		r, _ := t.(map[string]any)
+		var caps []string
+		if cs, ok := r["capabilities"].([]any); ok {
+			for _, c := range cs {
+				caps = append(caps, formatValue(c))
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", formatValue(r["policy"]), formatValue(r["rule_index"]),
+			formatValue(r["path"]), formatValue(r["effect"]), strings.Join(caps, ","), formatValue(r["outcome"]))
+		conds, _ := r["conditions"].([]any)
+		for _, c := range conds {
+			cm, _ := c.(map[string]any)
+			state := "holds"
+			switch {
+			case cm["unknown"] == true:
+				state = "cannot be evaluated"
+			case cm["ok"] != true:
+				state = "is not met"
+			}
+			condLines = append(condLines, fmt.Sprintf("  policy %s rule %s: condition %s %s: %s",
+				formatValue(r["policy"]), formatValue(r["rule_index"]), formatValue(cm["name"]), state, formatValue(cm["why"])))
+		}
+	}
+	tw.Flush()
+	if len(condLines) > 0 {
+		fmt.Fprintln(w, "\nConditions:")
+		for _, l := range condLines {
+			fmt.Fprintln(w, l)
+		}
+	}
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -18,13 +22,20 @@ func newKVCmd() *cobra.Command {
 	cmd := newClientCmd("kv", "Read and write versioned secrets",
 		`Read and write versioned secrets in the KV engine mounted at -mount
 (default "secrets"). Every write makes a new version; older versions stay
-readable until they are destroyed or pruned by max versions.`,
+readable until they are destroyed or pruned by max versions.
+
+  secrethub kv put app/db user=app password=s3cr3t
+  secrethub kv get -field=password app/db
+  secrethub kv history app/db`,
 		func(cf *clientFlags) []*cobra.Command {
 			p := func(path string) string { return strings.Trim(mount, "/") + "/" + strings.TrimLeft(path, "/") }
 			return []*cobra.Command{
 				kvGetCmd(cf, p), kvPutCmd(cf, p), kvListCmd(cf, p), kvHistoryCmd(cf, p),
-				kvDeleteCmd(cf, p), kvActionCmd(cf, p, "undelete", "Restore soft-deleted versions"),
-				kvActionCmd(cf, p, "destroy", "Destroy versions permanently"),
+				kvDeleteCmd(cf, p),
+				kvActionCmd(cf, p, "undelete", "Undeleted", "Restore soft-deleted versions",
+					"Restore soft-deleted versions of a secret. Destroyed versions cannot be restored."),
+				kvActionCmd(cf, p, "destroy", "Destroyed", "Destroy versions permanently",
+					"Remove versions' data permanently. Unlike delete, this cannot be undone."),
 			}
 		})
 	cmd.PersistentFlags().StringVar(&mount, "mount", "secrets", "mount path of the KV engine")
@@ -37,15 +48,17 @@ func kvGetCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get PATH",
 		Short: "Read a secret (latest version, or -version N)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Read a secret's latest version, or -version N. -field prints one field's
+value alone (for scripts); -format=json prints the whole answer.`,
+		Args: cobra.ExactArgs(1),
 		RunE: runClient(cf, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			q := url.Values{}
 			if version > 0 {
 				q.Set("version", strconv.Itoa(version))
 			}
-			resp, err := c.Read(cmd.Context(), p(args[0]), q)
+			resp, err := readExact(cmd.Context(), c, p(args[0]), q)
 			if errors.Is(err, client.ErrNotFound) {
-				return fmt.Errorf("no secret at %s", args[0])
+				return explainMissing(cmd.Context(), c, p(args[0]), args[0], version)
 			}
 			if err != nil {
 				return err
@@ -66,6 +79,50 @@ func kvGetCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 	return cmd
 }
 
+// explainMissing says why a read of a secret's version found nothing: no
+// such secret, or the version is deleted, destroyed or was never written.
+func explainMissing(ctx context.Context, c *client.Client, apiPath, path string, version int) error {
+	resp, err := c.Read(ctx, apiPath, url.Values{"history": {"true"}})
+	if err != nil {
+		if errors.Is(err, client.ErrNotFound) {
+			return fmt.Errorf("no secret at %s", path)
+		}
+		// The history is only for a better message; the read found nothing.
+		return fmt.Errorf("no secret at %s (version %d)", path, version)
+	}
+	v := version
+	if v == 0 {
+		v = toInt(resp.Data["current_version"])
+	}
+	versions, _ := resp.Data["versions"].([]any)
+	for _, e := range versions {
+		m, _ := e.(map[string]any)
+		if toInt(m["version"]) != v {
+			continue
+		}
+		switch {
+		case m["destroyed"] == true:
+			return fmt.Errorf("version %d of %s is destroyed", v, path)
+		case formatValue(m["deletion_time"]) != "":
+			return fmt.Errorf("version %d of %s is deleted; \"secrethub kv undelete -versions %d %s\" restores it", v, path, v, path)
+		}
+	}
+	return fmt.Errorf("secret %s has no version %d (see \"secrethub kv history %s\")", path, v, path)
+}
+
+// toInt reads a JSON number decoded as float64 or json.Number; anything
+// else is 0.
+func toInt(v any) int {
+	switch x := v.(type) {
+	case float64:
+		return int(x)
+	case json.Number:
+		n, _ := x.Int64()
+		return int(n)
+	}
+	return 0
+}
+
 func kvPutCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 	cas := -1
 	cmd := &cobra.Command{
@@ -74,18 +131,23 @@ func kvPutCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 		Long: `Write a new version of a secret. The data is KEY=VALUE pairs (VALUE may
 be @file to read a file, or - for standard input), or a single argument
 @file.json / @file.yaml / - holding a JSON or YAML object. -cas N writes
-only if the current version is N (0: only if the secret does not exist).`,
+only if the current version is N (0: only if the secret does not exist).
+
+Numbers in a JSON or YAML object are stored exactly as written.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: runClient(cf, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			data, err := parseKVData(cmd, args[1:])
 			if err != nil {
 				return err
 			}
-			var body any = data
+			// Always the wrapped form {"data": ..., "options": ...}: a bare
+			// body whose keys happen to be "action" and "versions" would be
+			// read by the server as a delete/undelete/destroy instruction.
+			options := map[string]any{}
 			if cas >= 0 {
-				body = map[string]any{"data": data, "options": map[string]any{"cas": cas}}
+				options["cas"] = cas
 			}
-			resp, err := c.Write(cmd.Context(), p(args[0]), body)
+			resp, err := c.Write(cmd.Context(), p(args[0]), map[string]any{"data": data, "options": options})
 			if err != nil {
 				return err
 			}
@@ -104,17 +166,27 @@ func parseKVData(cmd *cobra.Command, args []string) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		var data map[string]any
-		if err := yaml.Unmarshal(raw, &data); err != nil || data == nil {
-			return nil, fmt.Errorf("%s: want a JSON or YAML object of the secret's fields", args[0])
+		data, err := parseObject(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: want a JSON or YAML object of the secret's fields: %w", args[0], err)
 		}
 		return data, nil
 	}
 	data := map[string]any{}
+	stdinUsed := false
 	for _, kv := range args {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("%q: want KEY=VALUE", kv)
+		}
+		if _, dup := data[k]; dup {
+			return nil, fmt.Errorf("%s: given twice", k)
+		}
+		if v == "-" {
+			if stdinUsed {
+				return nil, fmt.Errorf("%s: standard input (-) can be read only once", k)
+			}
+			stdinUsed = true
 		}
 		raw, err := readInput(cmd, v)
 		if err != nil {
@@ -125,10 +197,33 @@ func parseKVData(cmd *cobra.Command, args []string) (map[string]any, error) {
 	return data, nil
 }
 
+// parseObject parses a JSON or YAML object, keeping numbers exact
+// (json.Number) so that they reach the server as written.
+func parseObject(raw []byte) (map[string]any, error) {
+	js := raw
+	if !json.Valid(raw) {
+		var err error
+		if js, err = yaml.YAMLToJSONStrict(raw); err != nil {
+			return nil, err
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var data map[string]any
+	if err := dec.Decode(&data); err != nil {
+		return nil, err
+	}
+	if data == nil {
+		return nil, errors.New("empty document")
+	}
+	return data, nil
+}
+
 func kvListCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list [FOLDER]",
 		Short: "List the secrets and folders in a folder",
+		Long:  `List the secrets and folders in FOLDER (default: the mount's top). Folders end in "/".`,
 		Args:  cobra.MaximumNArgs(1),
 		RunE: runClient(cf, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			folder := ""
@@ -151,7 +246,9 @@ func kvHistoryCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "history PATH",
 		Short: "Show a secret's versions",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show a secret's versions, oldest first: when each was created, whether it
+is soft-deleted (and when) and whether it is destroyed.`,
+		Args: cobra.ExactArgs(1),
 		RunE: runClient(cf, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			resp, err := c.Read(cmd.Context(), p(args[0]), url.Values{"history": {"true"}})
 			if errors.Is(err, client.ErrNotFound) {
@@ -163,15 +260,19 @@ func kvHistoryCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 			if cf.format == "json" {
 				return printJSON(cmd.OutOrStdout(), resp.Data)
 			}
-			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "Version\tCreated\tDeleted\tDestroyed")
 			versions, _ := resp.Data["versions"].([]any)
-			fmt.Fprintf(out, "%-8s  %-30s  %-30s  %s\n", "Version", "Created", "Deleted", "Destroyed")
 			for _, v := range versions {
 				m, _ := v.(map[string]any)
-				fmt.Fprintf(out, "%-8s  %-30s  %-30s  %s\n", formatValue(m["version"]), formatValue(m["created_time"]),
-					formatValue(m["deletion_time"]), formatValue(m["destroyed"]))
+				deleted := formatValue(m["deletion_time"])
+				if deleted == "" {
+					deleted = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", formatValue(m["version"]), formatValue(m["created_time"]),
+					deleted, formatValue(m["destroyed"]))
 			}
-			return nil
+			return tw.Flush()
 		}),
 	}
 }
@@ -191,7 +292,11 @@ func kvDeleteCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 			if _, err := c.Delete(cmd.Context(), p(args[0]), q); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Success! Deleted %s.\n", args[0])
+			if len(versions) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "Success! Deleted %s of %s.\n", versionsText(versions), args[0])
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "Success! Deleted the latest version of %s.\n", args[0])
+			}
 			return nil
 		}),
 	}
@@ -199,11 +304,12 @@ func kvDeleteCmd(cf *clientFlags, p func(string) string) *cobra.Command {
 	return cmd
 }
 
-func kvActionCmd(cf *clientFlags, p func(string) string, action, short string) *cobra.Command {
+func kvActionCmd(cf *clientFlags, p func(string) string, action, done, short, long string) *cobra.Command {
 	var versions []int
 	cmd := &cobra.Command{
 		Use:   action + " PATH -versions N[,N...]",
 		Short: short,
+		Long:  long,
 		Args:  cobra.ExactArgs(1),
 		RunE: runClient(cf, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if len(versions) == 0 {
@@ -213,7 +319,7 @@ func kvActionCmd(cf *clientFlags, p func(string) string, action, short string) *
 			if _, err := c.Write(cmd.Context(), p(args[0]), body); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Success! %s %s versions %s.\n", action, args[0], joinInts(versions))
+			fmt.Fprintf(cmd.OutOrStdout(), "Success! %s %s of %s.\n", done, versionsText(versions), args[0])
 			return nil
 		}),
 	}
@@ -227,4 +333,12 @@ func joinInts(v []int) string {
 		s[i] = strconv.Itoa(n)
 	}
 	return strings.Join(s, ",")
+}
+
+// versionsText is "version 3" or "versions 1,2" for a message.
+func versionsText(v []int) string {
+	if len(v) == 1 {
+		return "version " + strconv.Itoa(v[0])
+	}
+	return "versions " + joinInts(v)
 }

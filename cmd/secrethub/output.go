@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -108,11 +112,63 @@ func formatValue(v any) string {
 		return "n/a"
 	case string:
 		return x
+	case float64:
+		// JSON numbers decode as float64; print whole numbers (TTLs, Unix
+		// times, versions) as integers rather than 1.795e+09.
+		return strconv.FormatFloat(x, 'f', -1, 64)
 	case []any, map[string]any:
 		b, _ := json.Marshal(x)
 		return string(b)
 	}
 	return fmt.Sprint(v)
+}
+
+// readExact reads path like c.Read, but keeps the answer's numbers exactly
+// as the server sent them (json.Number), so a secret's 12345678901234567890
+// is not rounded through float64.
+func readExact(ctx context.Context, c *client.Client, path string, query url.Values) (*wire.Response, error) {
+	raw, err := c.ReadRaw(ctx, path, query)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var resp wire.Response
+	if err := dec.Decode(&resp); err != nil {
+		return nil, fmt.Errorf("GET %s: decode answer: %w", path, err)
+	}
+	return &resp, nil
+}
+
+// writeTokenFile stores tok in path with mode 0600, replacing the file
+// atomically (a temporary file in the same directory, then rename), so an
+// existing file with wider permissions never holds the new token.
+func writeTokenFile(path, tok string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".secrethub-token-*")
+	if err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("store token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("store token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("store token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	return nil
 }
 
 // printKeys prints a list answer one key a line.

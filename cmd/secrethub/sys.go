@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -63,15 +64,31 @@ func explain(c *client.Client, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, client.ErrUnreachable):
-		return fmt.Errorf("cannot reach SecretHub at %s: %w\nIs the server running? Set %s to its address", c.Address(), errors.Unwrap(err), envAddr)
+		return fmt.Errorf("cannot reach SecretHub at %s: %w\nIs the server running? Set %s to its address", c.Address(), unreachableCause(err), envAddr)
 	case errors.Is(err, client.ErrSealed):
 		return fmt.Errorf("SecretHub at %s is sealed; unseal it with \"secrethub sys unseal\"", c.Address())
 	case errors.Is(err, client.ErrPermissionDenied):
-		return fmt.Errorf("permission denied: set %s to a token allowed to do this", envToken)
+		switch {
+		case os.Getenv(envToken) != "":
+			return fmt.Errorf("permission denied: set %s to a token allowed to do this", envToken)
+		case storedToken() != "":
+			return fmt.Errorf("permission denied: the token stored in %s by \"secrethub login\" is not allowed to do this, or has expired or been revoked; log in again or set %s", tokenFile(), envToken)
+		}
+		return fmt.Errorf("permission denied: no token given; set %s or run \"secrethub login\"", envToken)
 	}
 	var re *client.ResponseError
 	if errors.As(err, &re) && len(re.Errors) > 0 {
 		return errors.New(strings.Join(re.Errors, "; "))
+	}
+	return err
+}
+
+// unreachableCause is the network error under a client.ErrUnreachable
+// (connection refused, DNS, TLS), without the client's own wrapping.
+func unreachableCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
 	}
 	return err
 }
@@ -170,7 +187,7 @@ shares submitted so far.`,
 				key := ""
 				if len(args) == 1 {
 					key = args[0]
-				} else if key, err = readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "Unseal key share (will be hidden): "); err != nil {
+				} else if key, err = readSecret(cmd.InOrStdin(), cmd.ErrOrStderr(), "unseal key", "Unseal key share (will be hidden): "); err != nil {
 					return err
 				}
 				st, err = c.Unseal(cmd.Context(), key)
@@ -186,21 +203,23 @@ shares submitted so far.`,
 }
 
 // readSecret reads one line from in, without echo when in is a terminal.
-func readSecret(in io.Reader, prompt io.Writer, question string) (string, error) {
+// what names the value in errors ("unseal key", "token").
+func readSecret(in io.Reader, prompt io.Writer, what, question string) (string, error) {
 	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprint(prompt, question)
 		b, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(prompt)
 		if err != nil {
-			return "", fmt.Errorf("read key: %w", err)
+			return "", fmt.Errorf("read %s: %w", what, err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
 	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
-		return "", errors.New("no unseal key given: pass it as an argument or on standard input")
+	line = strings.TrimSpace(line)
+	if (err != nil && !errors.Is(err, io.EOF)) || line == "" {
+		return "", fmt.Errorf("no %s given: pass it as an argument or on standard input", what)
 	}
-	return strings.TrimSpace(line), nil
+	return line, nil
 }
 
 func newSysSealCmd(cf *clientFlags) *cobra.Command {

@@ -175,7 +175,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return resp.StatusCode, re
 	}
 	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
+		// Numbers stay json.Number, so integers past 2^53 are not rounded.
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(out); err != nil {
 			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 		}
 	}
