@@ -298,7 +298,7 @@ func policyError(err error) error {
 		return logical.ErrNotFound
 	}
 	if errors.Is(err, policy.ErrBuiltin) {
-		return logical.Invalid("name", "%v", err)
+		return logical.Invalid("name", "root and default are built in: root cannot be written or deleted, default cannot be deleted")
 	}
 	return err
 }
