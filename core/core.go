@@ -76,6 +76,13 @@ type Config struct {
 	// DefaultTokenTTL and MaxTokenTTL (768h).
 	DefaultTokenTTL time.Duration
 	MaxTokenTTL     time.Duration
+	// AgentCertTTL is the validity of agent client certificates. Default
+	// DefaultAgentCertTTL (30 days).
+	AgentCertTTL time.Duration
+	// AgentServerNames are the DNS names and IPs agents reach the agent
+	// listener by, for its certificate (localhost and loopback are always
+	// included).
+	AgentServerNames []string
 }
 
 // Core is one SecretHub server's state.
@@ -92,8 +99,10 @@ type Core struct {
 	policies   *policy.Store
 	auditSinks []AuditSink
 
-	defaultTokenTTL time.Duration
-	maxTokenTTL     time.Duration
+	defaultTokenTTL  time.Duration
+	maxTokenTTL      time.Duration
+	agentCertTTL     time.Duration
+	agentServerNames []string
 
 	// active is the unsealed state requests are served with; nil while
 	// sealed.
@@ -128,8 +137,13 @@ func New(cfg Config) (*Core, error) {
 		rand:            cfg.Rand,
 		now:             cfg.Now,
 		auditSinks:      cfg.AuditSinks,
-		defaultTokenTTL: cfg.DefaultTokenTTL,
-		maxTokenTTL:     cfg.MaxTokenTTL,
+		defaultTokenTTL:  cfg.DefaultTokenTTL,
+		maxTokenTTL:      cfg.MaxTokenTTL,
+		agentCertTTL:     cfg.AgentCertTTL,
+		agentServerNames: cfg.AgentServerNames,
+	}
+	if c.agentCertTTL <= 0 {
+		c.agentCertTTL = DefaultAgentCertTTL
 	}
 	if c.defaultTokenTTL <= 0 {
 		c.defaultTokenTTL = DefaultTokenTTL
@@ -340,7 +354,7 @@ func (c *Core) unsealWithRootKey(ctx context.Context, rootKey []byte) error {
 		c.barrier.Seal()
 		return fmt.Errorf("unseal: decode cluster info: %w", err)
 	}
-	st, err := c.activate(ctx, rootKey)
+	st, err := c.activate(ctx, rootKey, ci.Name)
 	if err != nil {
 		c.barrier.Seal()
 		return fmt.Errorf("unseal: %w", err)
@@ -352,7 +366,7 @@ func (c *Core) unsealWithRootKey(ctx context.Context, rootKey []byte) error {
 
 // activate builds what an unsealed core serves with: the audit log (keys
 // derived from the root key), the mount table and its engines.
-func (c *Core) activate(ctx context.Context, rootKey []byte) (*activeState, error) {
+func (c *Core) activate(ctx context.Context, rootKey []byte, clusterName string) (*activeState, error) {
 	if len(c.auditSinks) == 0 {
 		return nil, errors.New("no audit sink configured: SecretHub audits every request and will not serve without one")
 	}
@@ -378,7 +392,12 @@ func (c *Core) activate(ctx context.Context, rootKey []byte) (*activeState, erro
 		alog.Close()
 		return nil, err
 	}
-	return &activeState{mounts: mounts, engines: engines, audit: alog, auditKeys: keys}, nil
+	st := &activeState{mounts: mounts, engines: engines, audit: alog, auditKeys: keys}
+	if err := c.ensureAgentCA(ctx, st, clusterName); err != nil {
+		alog.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // sealLocked drops the unsealed state and the barrier's keys. stateMu

@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/mount"
 	"github.com/secrethub/secrethub/core/secrets/kv"
+	"github.com/secrethub/secrethub/core/secrets/pki"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -27,6 +30,9 @@ type activeState struct {
 	engines   map[string]logical.Engine // by mount path
 	audit     *audit.Log
 	auditKeys audit.Keys
+	// agentServerCert and agentCAPool serve the agent listener.
+	agentServerCert *tls.Certificate
+	agentCAPool     *x509.CertPool
 }
 
 // defaultMounts are mounted at the first unseal: versioned secrets at
@@ -35,6 +41,7 @@ func defaultMounts() []mount.Entry {
 	return []mount.Entry{
 		{Path: "secrets/", Type: "kv", Description: "versioned secrets", Options: map[string]string{"layout": "simple"}},
 		{Path: "auth/approle/", Type: "approle", Description: "AppRole logins for machines"},
+		{Path: AgentCAMount, Type: "pki", Description: "internal CA for agent mTLS"},
 	}
 }
 
@@ -65,7 +72,21 @@ func (c *Core) loadMounts(ctx context.Context) (*mount.Table, error) {
 	if err := json.Unmarshal(raw, &entries); err != nil {
 		return nil, fmt.Errorf("decode mount table: %w", err)
 	}
-	return mount.NewTable(entries), nil
+	t := mount.NewTable(entries)
+	if _, ok := t.Match(strings.TrimSuffix(AgentCAMount, "/")); !ok {
+		// A table from before the agent CA existed.
+		e := mount.Entry{Path: AgentCAMount, Type: "pki", Description: "internal CA for agent mTLS", CreatedAt: c.now().UTC()}
+		if e.UUID, err = c.uuid(); err != nil {
+			return nil, err
+		}
+		if t, err = t.With(e); err != nil {
+			return nil, fmt.Errorf("agent CA mount: %w", err)
+		}
+		if err := c.storeMounts(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 func (c *Core) storeMounts(ctx context.Context, t *mount.Table) error {
@@ -95,8 +116,10 @@ func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 		return kv.New(view, kv.Config{Layout: layout, Now: c.now})
 	case "approle":
 		return approle.New(view, approle.Config{Now: c.now, Rand: c.rand})
+	case "pki":
+		return pki.New(view, pki.Config{Now: c.now, Rand: c.rand})
 	}
-	return nil, logical.Invalid("type", "unknown engine type %q; want kv or approle", e.Type)
+	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki or approle", e.Type)
 }
 
 // engineIsAuth reports whether an engine type is an auth method.
@@ -158,6 +181,9 @@ func (c *Core) mount(ctx context.Context, e mount.Entry) error {
 
 // unmount removes the mount at path and deletes its data.
 func (c *Core) unmount(ctx context.Context, path string) error {
+	if path == AgentCAMount {
+		return logical.Invalid("path", "%s is the internal CA of agent mTLS and cannot be unmounted", AgentCAMount)
+	}
 	c.mountsMu.Lock()
 	defer c.mountsMu.Unlock()
 	st := c.active.Load()

@@ -51,6 +51,9 @@ type route struct {
 	sudo bool
 	// sealAfter seals the core once the request is audited.
 	sealAfter bool
+	// certAuth handlers authenticate the caller by its agent client
+	// certificate instead of a token (they are also unauthenticated).
+	certAuth bool
 }
 
 // HandleRequest is the one request path every API call outside the seal
@@ -202,7 +205,22 @@ func (c *Core) route(st *activeState, req *logical.Request) (route, error) {
 	if engineIsAuth(m.Type) && req.RelativePath == "login" {
 		rt.unauthenticated = true
 	}
+	if m.Type == "pki" && req.Operation == logical.OpRead && isPublicPKIPath(req.RelativePath) {
+		// CA certificates and CRLs are public, as in Vault: TLS clients
+		// fetch them from the URLs in certificates, without a token.
+		rt.unauthenticated = true
+	}
 	return rt, nil
+}
+
+// isPublicPKIPath reports whether a PKI mount serves a read path without
+// a token.
+func isPublicPKIPath(p string) bool {
+	switch p {
+	case "ca", "ca/pem", "ca_chain", "crl", "crl/pem":
+		return true
+	}
+	return false
 }
 
 // authenticate looks up the request's token.

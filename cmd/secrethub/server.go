@@ -31,6 +31,8 @@ variables, then flags, each overriding the one before:
   storage.path       SECRETHUB_STORAGE_PATH     -storage-path     bbolt file for "file"
   max_request_bytes  SECRETHUB_MAX_REQUEST_BYTES                   (default 1048576)
   log_level          SECRETHUB_LOG_LEVEL        -log-level        debug | info | warn | error
+  agent_listen_address  SECRETHUB_AGENT_LISTEN_ADDRESS  -agent-listen-address  (mTLS for agents)
+  agent_server_names    names agents reach the agent listener by (its certificate's SANs)
 
 TLS is required when listening off loopback. A server on persistent storage
 starts sealed: initialize it once with "secrethub sys init", then unseal it
@@ -55,6 +57,7 @@ itself, prints its root token and unseal key, and listens on 127.0.0.1:4000.`,
 				"listen-address": &cfg.ListenAddress, "tls-cert-file": &cfg.TLSCertFile,
 				"tls-key-file": &cfg.TLSKeyFile, "storage": &cfg.Storage.Type,
 				"storage-path": &cfg.Storage.Path, "log-level": &cfg.LogLevel,
+				"agent-listen-address": &cfg.AgentListenAddress,
 			} {
 				if f.Changed(name) {
 					v, _ := f.GetString(name)
@@ -76,5 +79,6 @@ itself, prints its root token and unseal key, and listens on 127.0.0.1:4000.`,
 	f.StringVar(&flags.Storage.Type, "storage", "", "storage backend: postgres, file or inmem")
 	f.StringVar(&flags.Storage.Path, "storage-path", "", "bbolt file for file storage")
 	f.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	f.StringVar(&flags.AgentListenAddress, "agent-listen-address", "", "host:port for agents' mTLS connections (certificates from the agent CA)")
 	return cmd
 }

@@ -49,8 +49,15 @@ type unsealedServer struct {
 
 func newUnsealedServer(t *testing.T) *unsealedServer {
 	t.Helper()
+	return newUnsealedServerAt(t, time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)) // a Wednesday, noon UTC
+}
+
+// newUnsealedServerAt is newUnsealedServer with its clock starting at
+// start.
+func newUnsealedServerAt(t *testing.T, start time.Time) *unsealedServer {
+	t.Helper()
 	mem := audit.NewMemory()
-	clk := &testClock{t: time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)} // a Wednesday, noon UTC
+	clk := &testClock{t: start}
 	c, err := core.New(core.Config{
 		Backend: inmem.New(), Logger: slog.New(slog.DiscardHandler), Now: clk.now,
 		AuditSinks: []core.AuditSink{{Name: "memory", Sink: mem}},

@@ -110,6 +110,11 @@ func (h *handler) logical(w http.ResponseWriter, r *http.Request, path string) {
 		return
 	}
 	req := &logical.Request{Path: path, ClientToken: requestToken(r), ClientAddr: clientAddr(r), Operation: logical.Operation(strings.ToLower(r.Method))}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		// Only a chain the listener verified (the agent listener, which
+		// requires client certificates from the agent CA) counts.
+		req.PeerCertificates = r.TLS.PeerCertificates
+	}
 	op, ok := operationOf(r)
 	if !ok {
 		h.reject(w, r, req, fmt.Errorf("%w: method %s", logical.ErrUnsupportedOperation, r.Method))

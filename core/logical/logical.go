@@ -9,6 +9,7 @@ package logical
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -49,6 +50,9 @@ type Request struct {
 	ClientToken string
 	// ClientAddr is the caller's address; invalid when unknown.
 	ClientAddr netip.Addr
+	// PeerCertificates is the verified client certificate chain of an
+	// mTLS connection (the agent listener), leaf first; nil otherwise.
+	PeerCertificates []*x509.Certificate
 	// Time is when the core received the request.
 	Time time.Time
 

@@ -4,8 +4,8 @@ import "fmt"
 
 // DefaultPolicyDocument is the built-in default policy, which the core
 // attaches to every token that is not root: a token may look itself up,
-// renew and revoke itself, and ask what it may do. A stored policy named
-// default replaces it.
+// renew and revoke itself, ask what it may do, and get an agent client
+// certificate for itself. A stored policy named default replaces it.
 const DefaultPolicyDocument = `# The built-in default policy, attached to every token that is not root.
 name: default
 rules:
@@ -18,6 +18,8 @@ rules:
   - path: sys/capabilities-self
     capabilities: [update]
   - path: sys/policies/explain-self
+    capabilities: [update]
+  - path: sys/agent/certificate
     capabilities: [update]
 `
 

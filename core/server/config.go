@@ -42,6 +42,14 @@ type Config struct {
 	LogLevel string `json:"log_level,omitempty"`
 	// Audit chooses where audit events go.
 	Audit AuditConfig `json:"audit,omitempty"`
+	// AgentListenAddress, when set, is where agents connect with mTLS:
+	// the core serves there with a certificate from its agent CA and
+	// requires agent client certificates (env
+	// SECRETHUB_AGENT_LISTEN_ADDRESS).
+	AgentListenAddress string `json:"agent_listen_address,omitempty"`
+	// AgentServerNames are the DNS names and IPs agents use to reach the
+	// agent listener, put in its certificate.
+	AgentServerNames []string `json:"agent_server_names,omitempty"`
 }
 
 // AuditConfig chooses the audit sinks. Every request is audited; a
@@ -83,6 +91,7 @@ const (
 	EnvLogLevel        = "SECRETHUB_LOG_LEVEL"
 	EnvMaxRequestBytes = "SECRETHUB_MAX_REQUEST_BYTES"
 	EnvAuditFile       = "SECRETHUB_AUDIT_FILE"
+	EnvAgentListen     = "SECRETHUB_AGENT_LISTEN_ADDRESS"
 )
 
 // LoadFile reads a YAML or JSON configuration file. Unknown fields are an
@@ -116,6 +125,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	str(EnvStoragePath, &c.Storage.Path)
 	str(EnvLogLevel, &c.LogLevel)
 	str(EnvAuditFile, &c.Audit.FilePath)
+	str(EnvAgentListen, &c.AgentListenAddress)
 	if v, ok := lookup(EnvMaxRequestBytes); ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -156,6 +166,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSCertFile == "" && !IsLoopback(host) {
 		return fmt.Errorf("listen_address %q is off loopback: set tls_cert_file and tls_key_file (TLS is required off loopback)", c.ListenAddress)
+	}
+	if c.AgentListenAddress != "" {
+		if _, _, err := net.SplitHostPort(c.AgentListenAddress); err != nil {
+			return fmt.Errorf("agent_listen_address %q: want host:port", c.AgentListenAddress)
+		}
 	}
 	if c.MaxRequestBytes < 0 {
 		return errors.New("max_request_bytes: must not be negative")

@@ -89,7 +89,10 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}
 	}()
-	c, err := core.New(core.Config{Backend: backend, StorageType: cfg.Storage.Type, Logger: log, AuditSinks: sinks})
+	c, err := core.New(core.Config{
+		Backend: backend, StorageType: cfg.Storage.Type, Logger: log, AuditSinks: sinks,
+		AgentServerNames: cfg.AgentServerNames,
+	})
 	if err != nil {
 		return err
 	}
@@ -125,15 +128,30 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
-	srv := &http.Server{
-		Handler:           corehttp.New(c, corehttp.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	handler := corehttp.New(c, corehttp.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log})
+	newServer := func() *http.Server {
+		return &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
 	}
-	serveErr := make(chan error, 1)
+	srv := newServer()
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	var agentSrv *http.Server
+	if cfg.AgentListenAddress != "" {
+		aln, err := net.Listen("tcp", cfg.AgentListenAddress)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("agent_listen_address: %w", err)
+		}
+		agentSrv = newServer()
+		go func() { serveErr <- agentSrv.Serve(tls.NewListener(aln, c.AgentTLSConfig())) }()
+		log.Info("agent listener (mTLS, agent CA)", "address", "https://"+aln.Addr().String())
+	}
 	log.Info("secrethub server listening", "address", addr, "storage", cfg.Storage.Type, "dev", opts.Dev, "version", core.Version)
 	if opts.OnListen != nil {
 		opts.OnListen(ln.Addr())
@@ -147,6 +165,11 @@ func Run(ctx context.Context, opts Options) error {
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
+	if agentSrv != nil {
+		if err := agentSrv.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("shutdown agent listener: %w", err)
+		}
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
