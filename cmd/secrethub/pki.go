@@ -109,6 +109,7 @@ func pkiIntermediateCmd(cf *clientFlags, p func(...string) string) *cobra.Comman
 			if rootMount == "" {
 				return errors.New("-root-mount: required (the mount holding the root CA)")
 			}
+			delete(body, "ttl") // a CSR has no validity; the root sets it when signing
 			gen, err := c.Write(cmd.Context(), p("intermediate", "generate", kind), body)
 			if err != nil {
 				return fmt.Errorf("generate: %w", err)

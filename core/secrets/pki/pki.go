@@ -206,6 +206,10 @@ type route struct {
 	arg  string // the role name, serial, or internal/exported
 }
 
+// DefaultRoleName is the role the bare issue path (the seed's
+// POST /v1/pki/issue) uses.
+const DefaultRoleName = "default"
+
 // fixedRoutes are the paths without a parameter.
 var fixedRoutes = map[string]route{
 	"root/generate/internal":         {"root/generate", "internal"},
@@ -224,6 +228,8 @@ var fixedRoutes = map[string]route{
 	"ca_chain":                       {"ca_chain", ""},
 	"certs":                          {"certs", ""},
 	"config/urls":                    {"config/urls", ""},
+	// The seed's POST /v1/pki/issue issues with the role named default.
+	"issue": {"issue", DefaultRoleName},
 }
 
 // parsePath maps a relative path to its route.
