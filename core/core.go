@@ -131,12 +131,12 @@ func New(cfg Config) (*Core, error) {
 		return nil, errors.New("core: no storage backend")
 	}
 	c := &Core{
-		backend:         cfg.Backend,
-		storageType:     cfg.StorageType,
-		log:             cfg.Logger,
-		rand:            cfg.Rand,
-		now:             cfg.Now,
-		auditSinks:      cfg.AuditSinks,
+		backend:          cfg.Backend,
+		storageType:      cfg.StorageType,
+		log:              cfg.Logger,
+		rand:             cfg.Rand,
+		now:              cfg.Now,
+		auditSinks:       cfg.AuditSinks,
 		defaultTokenTTL:  cfg.DefaultTokenTTL,
 		maxTokenTTL:      cfg.MaxTokenTTL,
 		agentCertTTL:     cfg.AgentCertTTL,
