@@ -51,11 +51,11 @@ func TestUpperBound(t *testing.T) {
 }
 
 func TestMigrationFiles(t *testing.T) {
-	ms, err := migrations()
+	ms, err := migrationSet().Migrations()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) == 0 || ms[0].version != 1 {
+	if len(ms) == 0 || ms[0].Version != 1 {
 		t.Fatalf("migrations = %v, want them to start at version 1", ms)
 	}
 }
