@@ -14,7 +14,7 @@
 // copies for querying, which audit.Verify checks against canonical (through
 // Record.EventJSON).
 //
-// Append writes a whole batch with one INSERT … SELECT FROM unnest(arrays),
+// Append writes a whole batch with one INSERT … SELECT unnest(arrays),
 // a single statement and so one transaction and one commit however many
 // records it carries (and one round trip, the statement being cached): with the Log's group commit
 // that is what lets the core audit thousands of requests a second. The
@@ -56,10 +56,18 @@ const selectColumns = `seq, time, prev_hash, hash, signature, canonical,
 // insertSQL inserts a batch from one array per column. The event jsonb is
 // made by the server from the canonical bytes, so the two agree by
 // construction and the bytes travel once.
+//
+// The arrays are unnested in the select list, which Postgres evaluates in
+// lockstep (the arrays have one length) a row at a time. Unnested in FROM
+// instead, each of the nine would be materialized in a tuplestore of its
+// own, whose buffers together pass glibc's trim threshold: every batch
+// would then grow the server process's heap and give it back (brk, with a
+// TLB shootdown on every CPU), which cost more than the insert itself.
 const insertSQL = `INSERT INTO audit.events (seq, time, path, operation, result, prev_hash, hash, signature, canonical, event)
 	SELECT seq, time, path, operation, result, prev_hash, hash, signature, canonical, convert_from(canonical, 'UTF8')::jsonb
-	FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[], $9::bytea[])
-		AS t(seq, time, path, operation, result, prev_hash, hash, signature, canonical)`
+	FROM (SELECT unnest($1::bigint[]) AS seq, unnest($2::timestamptz[]) AS time, unnest($3::text[]) AS path,
+		unnest($4::text[]) AS operation, unnest($5::text[]) AS result, unnest($6::bytea[]) AS prev_hash,
+		unnest($7::bytea[]) AS hash, unnest($8::bytea[]) AS signature, unnest($9::bytea[]) AS canonical) AS t`
 
 const (
 	lastSQL  = `SELECT ` + selectColumns + ` FROM audit.events ORDER BY seq DESC LIMIT 1`

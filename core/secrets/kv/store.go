@@ -534,8 +534,16 @@ func (e *Engine) list(ctx context.Context, folder string) ([]string, error) {
 	return keys, nil
 }
 
-// exists reports whether p has metadata.
+// exists reports whether p has metadata. It does not decode it: the
+// create-or-update decision needs only its presence, and the write that
+// follows decodes it anyway (failing on metadata that does not decode).
 func (e *Engine) exists(ctx context.Context, p string) (bool, error) {
-	m, err := e.loadMeta(ctx, p)
-	return m != nil, err
+	_, err := e.storage.Get(ctx, metaKey(p))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("kv: read metadata of %q: %w", p, err)
+	}
+	return true, nil
 }

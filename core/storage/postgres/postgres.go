@@ -156,7 +156,13 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]string, error) {
 }
 
 // Txn applies ops in order in one database transaction, sent as one batch.
-// Every op is checked before the transaction begins.
+// Every op is checked before anything is sent.
+//
+// The batch is one pipeline of statements closed by a single Sync and no
+// BEGIN or COMMIT: Postgres runs such a pipeline as one implicit
+// transaction, committed at the Sync when every statement succeeded and
+// rolled back whole when one fails. That is one round trip, where an
+// explicit BEGIN … COMMIT around the batch costs three.
 func (b *Backend) Txn(ctx context.Context, ops []storage.Op) error {
 	if err := b.checkOpen(ctx); err != nil {
 		return fmt.Errorf("postgres: txn: %w", err)
@@ -176,10 +182,7 @@ func (b *Backend) Txn(ctx context.Context, ops []storage.Op) error {
 			batch.Queue(deleteSQL, op.Key)
 		}
 	}
-	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-		return tx.SendBatch(ctx, batch).Close()
-	})
-	if err != nil {
+	if err := b.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("postgres: txn of %d ops: %w", len(ops), b.mapErr(err))
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/secrethub/secrethub/core/storage"
 	"github.com/secrethub/secrethub/core/storage/postgres"
@@ -260,5 +261,115 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("Open = %q, which shows the password", err)
+	}
+}
+
+// TestTxnAtomicInDatabase makes the database itself refuse one op of a
+// Txn (a trigger raises on one key), at each position in the batch: the
+// whole Txn must fail and leave nothing behind, and the pool's connection
+// must be usable after.
+func TestTxnAtomicInDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dbURL := pgtest.NewDatabase(t)
+	b := open(t, dbURL)
+	conn := connect(t, dbURL)
+	if _, err := conn.Exec(ctx, `
+		CREATE FUNCTION secrethub.refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.key = 'boom' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON secrethub.kv
+			FOR EACH ROW EXECUTE FUNCTION secrethub.refuse_boom();`); err != nil {
+		t.Fatalf("create trigger: %v", err)
+	}
+	if err := b.Put(ctx, "keep", []byte("original")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	boom := storage.PutOp("boom", []byte("x"))
+	tests := map[string][]storage.Op{
+		"first":  {boom, storage.PutOp("new", []byte("x")), storage.DeleteOp("keep")},
+		"middle": {storage.PutOp("new", []byte("x")), boom, storage.PutOp("keep", []byte("changed"))},
+		"last":   {storage.PutOp("new", []byte("x")), storage.DeleteOp("keep"), boom},
+		"alone":  {boom},
+	}
+	for name, ops := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := b.Txn(ctx, ops)
+			if err == nil || !strings.Contains(err.Error(), "refused by trigger") {
+				t.Fatalf("Txn = %v, want the trigger's refusal", err)
+			}
+			if !strings.HasPrefix(err.Error(), "postgres: txn") {
+				t.Errorf("Txn = %q, want it wrapped with the backend's context", err)
+			}
+			if _, err := b.Get(ctx, "new"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("Get(new) after the failed Txn = %v, want ErrNotFound", err)
+			}
+			if got, err := b.Get(ctx, "keep"); err != nil || string(got) != "original" {
+				t.Fatalf("Get(keep) after the failed Txn = %q, %v; want \"original\"", got, err)
+			}
+			// The same connections serve the next Txn.
+			if err := b.Txn(ctx, []storage.Op{storage.PutOp("ok", []byte(name))}); err != nil {
+				t.Fatalf("Txn after a failed one: %v", err)
+			}
+			if got, err := b.Get(ctx, "ok"); err != nil || string(got) != name {
+				t.Fatalf("Get(ok) = %q, %v; want %q", got, err, name)
+			}
+		})
+	}
+}
+
+// statements records the SQL a pool sends outside and inside batches.
+type statements struct {
+	mu      sync.Mutex
+	queries []string // sent on their own (Exec, Query, BEGIN, COMMIT)
+	batches int
+}
+
+func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queries = append(s.queries, d.SQL)
+	return ctx
+}
+
+func (s *statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (s *statements) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches++
+	return ctx
+}
+
+func (s *statements) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (s *statements) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// TestTxnIsOneBatch checks that a Txn sends its ops as one batch and
+// nothing else: no BEGIN or COMMIT of its own, each of which would cost a
+// round trip.
+func TestTxnIsOneBatch(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	tr := &statements{}
+	b, err := postgres.Open(ctx, pgtest.NewDatabase(t), postgres.WithPoolConfig(func(c *pgxpool.Config) {
+		c.ConnConfig.Tracer = tr
+	}))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	tr.mu.Lock()
+	tr.queries, tr.batches = nil, 0 // forget the migrations
+	tr.mu.Unlock()
+	ops := []storage.Op{storage.PutOp("a", []byte("1")), storage.PutOp("b", []byte("2")), storage.DeleteOp("c")}
+	if err := b.Txn(ctx, ops); err != nil {
+		t.Fatalf("Txn: %v", err)
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.batches != 1 || len(tr.queries) != 0 {
+		t.Fatalf("Txn sent %d batches and the statements %q on their own; want one batch and nothing else", tr.batches, tr.queries)
 	}
 }
