@@ -117,7 +117,6 @@ type Core struct {
 	// stateMu serializes init, unseal and seal, so the barrier's state and
 	// the cluster identity change together.
 	stateMu sync.Mutex
-	cluster clusterInfo // guarded by stateMu; zero while sealed
 }
 
 type clusterInfo struct {
@@ -273,13 +272,9 @@ type SealStatus struct {
 }
 
 // SealStatus reports the seal's state.
+// It takes no lock: health probes must answer while an unseal or a seal
+// is in progress.
 func (c *Core) SealStatus(ctx context.Context) (SealStatus, error) {
-	c.stateMu.Lock()
-	defer c.stateMu.Unlock()
-	return c.sealStatusLocked(ctx)
-}
-
-func (c *Core) sealStatusLocked(ctx context.Context) (SealStatus, error) {
 	st := SealStatus{Type: seal.Type, Sealed: c.Sealed(), StorageType: c.storageType}
 	cfg, err := c.seal.Config(ctx)
 	if errors.Is(err, seal.ErrNotInitialized) {
@@ -292,7 +287,9 @@ func (c *Core) sealStatusLocked(ctx context.Context) (SealStatus, error) {
 	st.Initialized = true
 	st.Threshold, st.Shares = cfg.Threshold, cfg.Shares
 	st.Progress, st.Nonce = c.seal.Progress()
-	st.ClusterName, st.ClusterID = c.cluster.Name, c.cluster.ID
+	if active := c.active.Load(); active != nil {
+		st.ClusterName, st.ClusterID = active.cluster.Name, active.cluster.ID
+	}
 	return st, nil
 }
 
@@ -308,7 +305,7 @@ func (c *Core) Unseal(ctx context.Context, share []byte) (SealStatus, error) {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if !c.Sealed() {
-		return c.sealStatusLocked(ctx)
+		return c.SealStatus(ctx)
 	}
 	_, rootKey, err := c.seal.Submit(ctx, share)
 	switch {
@@ -327,9 +324,9 @@ func (c *Core) Unseal(ctx context.Context, share []byte) (SealStatus, error) {
 		if err := c.unsealWithRootKey(ctx, rootKey); err != nil {
 			return SealStatus{}, err
 		}
-		c.log.InfoContext(ctx, "core unsealed", "cluster_name", c.cluster.Name)
+		c.log.InfoContext(ctx, "core unsealed")
 	}
-	return c.sealStatusLocked(ctx)
+	return c.SealStatus(ctx)
 }
 
 // unsealWithRootKey opens the barrier and loads what the core needs while
@@ -359,7 +356,7 @@ func (c *Core) unsealWithRootKey(ctx context.Context, rootKey []byte) error {
 		c.barrier.Seal()
 		return fmt.Errorf("unseal: %w", err)
 	}
-	c.cluster = ci
+	st.cluster = ci
 	c.active.Store(st)
 	return nil
 }
@@ -408,7 +405,6 @@ func (c *Core) sealLocked(ctx context.Context) {
 	st := c.active.Swap(nil)
 	c.barrier.Seal()
 	c.seal.Reset()
-	c.cluster = clusterInfo{}
 	if st != nil {
 		// Requests in flight that already loaded st finish their audit
 		// write first: Close drains the queue.
@@ -453,7 +449,7 @@ func (c *Core) ResetUnseal(ctx context.Context) (SealStatus, error) {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	c.seal.Reset()
-	return c.sealStatusLocked(ctx)
+	return c.SealStatus(ctx)
 }
 
 // Sealed reports whether the core is sealed.

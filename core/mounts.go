@@ -30,6 +30,8 @@ type activeState struct {
 	engines   map[string]logical.Engine // by mount path
 	audit     *audit.Log
 	auditKeys audit.Keys
+	// cluster is the cluster's name and ID.
+	cluster clusterInfo
 	// agentServerCert and agentCAPool serve the agent listener.
 	agentServerCert *tls.Certificate
 	agentCAPool     *x509.CertPool
