@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // parseDuration reads a duration given as seconds (a JSON number or a
@@ -135,37 +136,24 @@ func fieldStringMap(data map[string]any, name string) (map[string]string, error)
 	return nil, logical.Invalid(name, "want an object of strings, got %s", jsonType(data[name]))
 }
 
-// checkFields refuses fields of data outside allowed, naming the first.
+// checkFields refuses fields of data outside allowed, naming the first in
+// sorted order. Unlike field.CheckFields, the message does not list the
+// accepted fields.
 func checkFields(data map[string]any, allowed ...string) error {
-	for k := range data {
-		ok := false
-		for _, a := range allowed {
-			if k == a {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return logical.Invalid(k, "unknown field")
-		}
+	if unknown := field.Unknown(data, allowed...); len(unknown) > 0 {
+		return logical.Invalid(unknown[0], "unknown field")
 	}
 	return nil
 }
 
+// jsonType is field.TypeName for what encoding/json decodes, with this
+// API's wording ("an array"); other Go types are named as such.
 func jsonType(v any) string {
 	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "a string"
-	case bool:
-		return "a boolean"
-	case float64, json.Number, int, int64:
-		return "a number"
 	case []any:
 		return "an array"
-	case map[string]any:
-		return "an object"
+	case nil, string, bool, float64, json.Number, int, int64, map[string]any:
+		return field.TypeName(v)
 	}
 	return fmt.Sprintf("%T", v)
 }

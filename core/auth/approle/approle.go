@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -178,7 +179,7 @@ func parsePath(p string) (route, error) {
 	case p == "tidy/secret-id":
 		return route{kind: "tidy"}, nil
 	case parts[0] != "role" || len(parts) > 4:
-		return route{}, fmt.Errorf("approle: %q: %w", truncate(p, 128), logical.ErrUnsupportedPath)
+		return route{}, fmt.Errorf("approle: %q: %w", field.Truncate(p, 128), logical.ErrUnsupportedPath)
 	}
 	name := parts[1]
 	if err := validateName(name); err != nil {
@@ -192,7 +193,7 @@ func parsePath(p string) (route, error) {
 		"secret-id-accessor/lookup", "secret-id-accessor/destroy":
 		return route{kind: sub, name: name}, nil
 	}
-	return route{}, fmt.Errorf("approle: %q: %w", truncate(p, 128), logical.ErrUnsupportedPath)
+	return route{}, fmt.Errorf("approle: %q: %w", field.Truncate(p, 128), logical.ErrUnsupportedPath)
 }
 
 func validateName(name string) error {
@@ -248,7 +249,7 @@ func (e *Engine) HandleRequest(ctx context.Context, req *logical.Request) (*logi
 		}
 		return &logical.Response{Data: map[string]any{"secret_ids_deleted": n}}, nil
 	}
-	return nil, fmt.Errorf("approle: %s on %q: %w", req.Operation, truncate(req.RelativePath, 128), logical.ErrUnsupportedOperation)
+	return nil, fmt.Errorf("approle: %s on %q: %w", req.Operation, field.Truncate(req.RelativePath, 128), logical.ErrUnsupportedOperation)
 }
 
 // Exists tells the core whether a write to role/<name> creates the role or

@@ -3,17 +3,13 @@ package approle
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/hashicorp/go-secure-stdlib/parseutil"
-
-	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // Limits on what a request may store. They keep one role or secret ID
@@ -29,109 +25,14 @@ const (
 	reservedMetaKey = "role_name"
 )
 
-// checkFields refuses fields of data that are not in allowed, naming the
-// first unknown one in sorted order so the message does not vary.
-func checkFields(data map[string]any, allowed ...string) error {
-	var unknown []string
-	for k := range data {
-		if !slices.Contains(allowed, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	slices.Sort(unknown)
-	name := unknown[0]
-	if !utf8.ValidString(name) || len(name) > 64 || hasControl(name) {
-		name = strconv.QuoteToASCII(truncate(name, 64))
-	}
-	return logical.Invalid(name, "unknown field; accepted: %s", strings.Join(allowed, ", "))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
-// typeName describes a decoded JSON value for an error message.
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "a string"
-	case bool:
-		return "a boolean"
-	case float64, float32, json.Number, int, int64, int32, uint, uint64, uint32:
-		return "a number"
-	case []any, []string:
-		return "a list"
-	case map[string]any, map[string]string:
-		return "an object"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
-}
-
-// single unwraps a one-element list, the form query parameters take.
-func single(v any) any {
-	switch x := v.(type) {
-	case []string:
-		if len(x) == 1 {
-			return x[0]
-		}
-	case []any:
-		if len(x) == 1 {
-			return x[0]
-		}
-	}
-	return v
-}
-
-// parseString reads a string field.
-func parseString(v any) (string, error) {
-	s, ok := single(v).(string)
-	if !ok {
-		return "", fmt.Errorf("want a string, got %s", typeName(v))
-	}
-	if !utf8.ValidString(s) {
-		return "", fmt.Errorf("not valid UTF-8")
-	}
-	return s, nil
-}
-
 // parseWhole reads a whole number in [0, limit], given as a JSON number or
 // a string of digits.
 func parseWhole(v any, limit int64) (int64, error) {
-	var f float64
-	switch x := single(v).(type) {
-	case float64:
-		f = x
-	case float32:
-		f = float64(x)
-	case int:
-		f = float64(x)
-	case int64:
-		f = float64(x)
-	case int32:
-		f = float64(x)
-	case json.Number:
-		return parseWhole(string(x), limit)
-	case string:
-		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a whole number", truncate(x, 32))
-		}
-		f = float64(n)
-	default:
-		return 0, fmt.Errorf("want a number, got %s", typeName(v))
+	f, err := field.Whole(v)
+	if err != nil {
+		return 0, err
 	}
 	switch {
-	case math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f):
-		return 0, fmt.Errorf("want a whole number")
 	case f < 0:
 		return 0, fmt.Errorf("must not be negative")
 	case f > float64(limit):
@@ -146,102 +47,17 @@ func parseInt(v any) (int, error) {
 	return int(n), err
 }
 
-// parseTTL reads a duration: a number of seconds (JSON number or string of
-// digits) or a duration string as Vault accepts it ("90s", "30m", "1h",
-// "7d"). It must be whole seconds, non-negative and at most maxTTL.
+// parseTTL reads a duration (see field.Duration): whole seconds,
+// non-negative and at most maxTTL.
 func parseTTL(v any) (time.Duration, error) {
 	limit := int64(maxTTL / time.Second)
-	var d time.Duration
-	switch x := single(v).(type) {
-	case float64, float32, int, int64, int32, json.Number:
-		n, err := parseWhole(x, limit)
-		if err != nil {
-			return 0, fmt.Errorf("seconds: %w", err)
-		}
-		d = time.Duration(n) * time.Second
-	case string:
-		s := strings.TrimSpace(x)
-		if s == "" {
-			return 0, nil
-		}
-		var err error
-		if d, err = parseutil.ParseDurationSecond(s); err != nil {
-			return 0, fmt.Errorf("%q is not a duration (use seconds or a form like 90s, 30m, 1h, 7d)", truncate(s, 32))
-		}
-	default:
-		return 0, fmt.Errorf("want a duration, got %s", typeName(v))
-	}
-	switch {
-	case d < 0:
-		return 0, fmt.Errorf("must not be negative")
-	case d > maxTTL:
-		return 0, fmt.Errorf("must be at most %d seconds", limit)
-	case d%time.Second != 0:
-		return 0, fmt.Errorf("must be a whole number of seconds")
-	}
-	return d, nil
+	return field.Duration(v, maxTTL, func(x any) (int64, error) { return parseWhole(x, limit) })
 }
 
-// parseBool reads a boolean, given as a JSON boolean or a string.
-func parseBool(v any) (bool, error) {
-	switch x := single(v).(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(x))
-		if err != nil {
-			return false, fmt.Errorf("want true or false, got %q", truncate(x, 32))
-		}
-		return b, nil
-	}
-	return false, fmt.Errorf("want a boolean, got %s", typeName(v))
-}
-
-// parseStrings reads a list of strings, given as a JSON list or as one
-// comma-separated string (as Vault accepts). Elements are trimmed; empty
-// ones are dropped.
+// parseStrings reads a list of strings (see field.Strings) within this
+// engine's limits. Null reads as nil.
 func parseStrings(v any) ([]string, error) {
-	var raw []string
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		raw = strings.Split(x, ",")
-	case []string:
-		raw = x
-		if len(x) == 1 {
-			raw = strings.Split(x[0], ",")
-		}
-	case []any:
-		raw = make([]string, 0, len(x))
-		for i, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("element %d: want a string, got %s", i, typeName(e))
-			}
-			raw = append(raw, s)
-		}
-	default:
-		return nil, fmt.Errorf("want a list of strings, got %s", typeName(v))
-	}
-	if len(raw) > maxListLen {
-		return nil, fmt.Errorf("more than %d elements", maxListLen)
-	}
-	out := make([]string, 0, len(raw))
-	for _, s := range raw {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		if !utf8.ValidString(s) || len(s) > maxStringLen {
-			return nil, fmt.Errorf("element %q: not valid UTF-8 or longer than %d bytes", truncate(s, 32), maxStringLen)
-		}
-		if hasControl(s) {
-			return nil, fmt.Errorf("element %q: contains a control character", truncate(s, 32))
-		}
-		out = append(out, s)
-	}
-	return out, nil
+	return field.Strings(v, maxListLen, maxStringLen)
 }
 
 // parsePolicies reads token_policies: a list of names, deduplicated in
@@ -288,7 +104,7 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
 		if p.Addr().Is4In6() {
 			if p.Bits() < 96 {
-				return netip.Prefix{}, fmt.Errorf("%q mixes IPv4-mapped and IPv6 addresses; give an IPv4 block", truncate(s, 64))
+				return netip.Prefix{}, fmt.Errorf("%q mixes IPv4-mapped and IPv6 addresses; give an IPv4 block", field.Truncate(s, 64))
 			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
@@ -296,7 +112,7 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR block or IP address", truncate(s, 64))
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR block or IP address", field.Truncate(s, 64))
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
@@ -309,20 +125,20 @@ func parseMetadata(v any) (map[string]string, error) {
 	put := func(k string, val any) error {
 		s, ok := val.(string)
 		if !ok {
-			return fmt.Errorf("key %q: want a string value, got %s", truncate(k, 32), typeName(val))
+			return fmt.Errorf("key %q: want a string value, got %s", field.Truncate(k, 32), field.TypeName(val))
 		}
 		switch {
-		case k == "" || len(k) > maxMetadataKey || !utf8.ValidString(k) || hasControl(k):
-			return fmt.Errorf("key %q: must be 1 to %d bytes of UTF-8 without control characters", truncate(k, 32), maxMetadataKey)
+		case k == "" || len(k) > maxMetadataKey || !utf8.ValidString(k) || field.HasControl(k):
+			return fmt.Errorf("key %q: must be 1 to %d bytes of UTF-8 without control characters", field.Truncate(k, 32), maxMetadataKey)
 		case k == reservedMetaKey:
 			return fmt.Errorf("key %q is reserved: logins set it to the role's name", k)
 		case len(s) > maxStringLen || !utf8.ValidString(s):
-			return fmt.Errorf("key %q: value must be at most %d bytes of UTF-8", truncate(k, 32), maxStringLen)
+			return fmt.Errorf("key %q: value must be at most %d bytes of UTF-8", field.Truncate(k, 32), maxStringLen)
 		}
 		out[k] = s
 		return nil
 	}
-	switch x := single(v).(type) {
+	switch x := field.Single(v).(type) {
 	case nil:
 		return out, nil
 	case string:
@@ -353,28 +169,9 @@ func parseMetadata(v any) (map[string]string, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("want an object of strings, got %s", typeName(v))
+		return nil, fmt.Errorf("want an object of strings, got %s", field.TypeName(v))
 	}
 	return out, nil
-}
-
-func hasControl(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
-}
-
-// field runs parse on data[name] when present, turning its error into an
-// InvalidRequestError naming the field.
-func field[T any](data map[string]any, name string, parse func(any) (T, error)) (T, bool, error) {
-	var zero T
-	v, ok := data[name]
-	if !ok {
-		return zero, false, nil
-	}
-	t, err := parse(v)
-	if err != nil {
-		return zero, true, logical.Invalid(name, "%v", err)
-	}
-	return t, true, nil
 }
 
 // prefixStrings renders prefixes for storage and responses; never nil, so

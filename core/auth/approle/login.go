@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -117,7 +118,7 @@ func LoginTokenParams(resp *logical.Response) (*TokenParams, error) {
 // they earn. Order: parse (400 on malformed input), rate limits, then the
 // credentials; every credential failure is the same *LoginError.
 func (e *Engine) login(ctx context.Context, req *logical.Request, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, "role_id", "secret_id"); err != nil {
+	if err := field.CheckFields(data, "role_id", "secret_id"); err != nil {
 		return nil, err
 	}
 	roleID, err := loginField(data, "role_id")
@@ -156,7 +157,7 @@ func (e *Engine) login(ctx context.Context, req *logical.Request, data map[strin
 // loginField reads role_id or secret_id. Values longer than any this
 // engine issues or accepts are refused as malformed.
 func loginField(data map[string]any, name string) (string, error) {
-	v, ok, err := field(data, name, parseString)
+	v, ok, err := field.Get(data, name, field.String)
 	if err != nil {
 		return "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -52,27 +53,27 @@ type rolePatch struct {
 // parseRolePatch checks and parses a role write, before any storage is
 // touched.
 func parseRolePatch(data map[string]any) (*rolePatch, error) {
-	if err := checkFields(data, roleFields...); err != nil {
+	if err := field.CheckFields(data, roleFields...); err != nil {
 		return nil, err
 	}
 	var p rolePatch
 	var err error
 	var ok bool
-	if bind, ok, err := field(data, "bind_secret_id", parseBool); err != nil {
+	if bind, ok, err := field.Get(data, "bind_secret_id", field.Bool); err != nil {
 		return nil, err
 	} else if ok && !bind {
 		return nil, logical.Invalid("bind_secret_id", "false is not supported: every login must present a secret_id (bind logins to addresses with secret_id_bound_cidrs in addition, not instead)")
 	}
-	if id, ok, err := field(data, "role_id", parseRoleID); err != nil {
+	if id, ok, err := field.Get(data, "role_id", parseRoleID); err != nil {
 		return nil, err
 	} else if ok {
 		p.roleID = &id
 	}
-	tp, hasTP, err := field(data, "token_policies", parsePolicies)
+	tp, hasTP, err := field.Get(data, "token_policies", parsePolicies)
 	if err != nil {
 		return nil, err
 	}
-	lp, hasLP, err := field(data, "policies", parsePolicies)
+	lp, hasLP, err := field.Get(data, "policies", parsePolicies)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func parseRolePatch(data map[string]any) (*rolePatch, error) {
 		dst  **time.Duration
 	}{{"token_ttl", &p.tokenTTL}, {"token_max_ttl", &p.tokenMaxTTL}, {"secret_id_ttl", &p.secretIDTTL}} {
 		var v time.Duration
-		if v, ok, err = field(data, d.name, parseTTL); err != nil {
+		if v, ok, err = field.Get(data, d.name, parseTTL); err != nil {
 			return nil, err
 		} else if ok {
 			*d.dst = &v
@@ -100,16 +101,16 @@ func parseRolePatch(data map[string]any) (*rolePatch, error) {
 		dst  **int
 	}{{"token_num_uses", &p.tokenNumUses}, {"secret_id_num_uses", &p.secretIDNumUses}} {
 		var v int
-		if v, ok, err = field(data, n.name, parseInt); err != nil {
+		if v, ok, err = field.Get(data, n.name, parseInt); err != nil {
 			return nil, err
 		} else if ok {
 			*n.dst = &v
 		}
 	}
-	if p.tokenBoundCIDRs, p.hasTokenCIDRs, err = field(data, "token_bound_cidrs", parseCIDRs); err != nil {
+	if p.tokenBoundCIDRs, p.hasTokenCIDRs, err = field.Get(data, "token_bound_cidrs", parseCIDRs); err != nil {
 		return nil, err
 	}
-	if p.secretIDBoundCIDRs, p.hasSecretCIDRs, err = field(data, "secret_id_bound_cidrs", parseCIDRs); err != nil {
+	if p.secretIDBoundCIDRs, p.hasSecretCIDRs, err = field.Get(data, "secret_id_bound_cidrs", parseCIDRs); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -117,14 +118,14 @@ func parseRolePatch(data map[string]any) (*rolePatch, error) {
 
 // parseRoleID checks a role ID chosen by an operator.
 func parseRoleID(v any) (string, error) {
-	s, err := parseString(v)
+	s, err := field.String(v)
 	if err != nil {
 		return "", err
 	}
 	switch {
 	case s == "" || len(s) > maxStringLen:
 		return "", fmt.Errorf("must be 1 to %d bytes", maxStringLen)
-	case strings.TrimSpace(s) != s || hasControl(s):
+	case strings.TrimSpace(s) != s || field.HasControl(s):
 		return "", fmt.Errorf("must not have leading or trailing spaces or control characters")
 	}
 	return s, nil
@@ -345,10 +346,10 @@ func (e *Engine) readRoleID(ctx context.Context, name string) (*logical.Response
 
 // writeRoleID sets a role ID chosen by the operator; it must be unique.
 func (e *Engine) writeRoleID(ctx context.Context, name string, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, "role_id"); err != nil {
+	if err := field.CheckFields(data, "role_id"); err != nil {
 		return nil, err
 	}
-	id, ok, err := field(data, "role_id", parseRoleID)
+	id, ok, err := field.Get(data, "role_id", parseRoleID)
 	if err != nil {
 		return nil, err
 	}
@@ -390,6 +391,6 @@ func (e *Engine) RoleTokenParams(ctx context.Context, name string) (*TokenParams
 
 // validAccessor reports whether s can be an accessor: one path segment.
 func validAccessor(s string) bool {
-	return s != "" && len(s) <= maxAccessorLen && utf8.ValidString(s) && !hasControl(s) &&
+	return s != "" && len(s) <= maxAccessorLen && utf8.ValidString(s) && !field.HasControl(s) &&
 		!strings.Contains(s, "/") && s != "." && s != ".."
 }

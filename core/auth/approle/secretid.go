@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -57,26 +58,26 @@ func (e *Engine) getSecretID(ctx context.Context, role, hash string) (*secretIDE
 // generateSecretID makes a new secret ID for a role. Its ttl, num_uses and
 // CIDR lists may only narrow the role's.
 func (e *Engine) generateSecretID(ctx context.Context, name string, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, "metadata", "cidr_list", "token_bound_cidrs", "ttl", "num_uses"); err != nil {
+	if err := field.CheckFields(data, "metadata", "cidr_list", "token_bound_cidrs", "ttl", "num_uses"); err != nil {
 		return nil, err
 	}
-	meta, _, err := field(data, "metadata", parseMetadata)
+	meta, _, err := field.Get(data, "metadata", parseMetadata)
 	if err != nil {
 		return nil, err
 	}
-	cidrs, _, err := field(data, "cidr_list", parseCIDRs)
+	cidrs, _, err := field.Get(data, "cidr_list", parseCIDRs)
 	if err != nil {
 		return nil, err
 	}
-	tokenCIDRs, _, err := field(data, "token_bound_cidrs", parseCIDRs)
+	tokenCIDRs, _, err := field.Get(data, "token_bound_cidrs", parseCIDRs)
 	if err != nil {
 		return nil, err
 	}
-	ttl, hasTTL, err := field(data, "ttl", parseTTL)
+	ttl, hasTTL, err := field.Get(data, "ttl", parseTTL)
 	if err != nil {
 		return nil, err
 	}
-	uses, hasUses, err := field(data, "num_uses", parseInt)
+	uses, hasUses, err := field.Get(data, "num_uses", parseInt)
 	if err != nil {
 		return nil, err
 	}
@@ -183,11 +184,11 @@ func (e *Engine) listSecretIDs(ctx context.Context, name string) (*logical.Respo
 // secretIDFromData reads the secret_id field of a lookup or destroy.
 func secretIDFromData(data map[string]any, strict bool) (string, error) {
 	if strict {
-		if err := checkFields(data, "secret_id"); err != nil {
+		if err := field.CheckFields(data, "secret_id"); err != nil {
 			return "", err
 		}
 	}
-	id, ok, err := field(data, "secret_id", parseString)
+	id, ok, err := field.Get(data, "secret_id", field.String)
 	if err != nil {
 		return "", err
 	}
@@ -200,11 +201,11 @@ func secretIDFromData(data map[string]any, strict bool) (string, error) {
 // accessorFromData reads the secret_id_accessor field.
 func accessorFromData(data map[string]any, strict bool) (string, error) {
 	if strict {
-		if err := checkFields(data, "secret_id_accessor"); err != nil {
+		if err := field.CheckFields(data, "secret_id_accessor"); err != nil {
 			return "", err
 		}
 	}
-	acc, ok, err := field(data, "secret_id_accessor", parseString)
+	acc, ok, err := field.Get(data, "secret_id_accessor", field.String)
 	if err != nil {
 		return "", err
 	}

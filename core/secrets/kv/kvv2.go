@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // The kv-v2 layout: Vault's KV version 2 paths.
@@ -133,7 +134,7 @@ func (e *Engine) dataPath(ctx context.Context, req *logical.Request, rest string
 			return nil, err
 		}
 		resp := &logical.Response{Data: versionData(w.View, w.Meta)}
-		return withWarnings(resp, ignoredWarning(unknownKeys(req.Data, "data", "options"))), nil
+		return withWarnings(resp, ignoredWarning(field.Unknown(req.Data, "data", "options"))), nil
 	case logical.OpDelete:
 		return nil, e.apply(ctx, "delete", p, nil, softDelete)
 	}
@@ -191,7 +192,7 @@ func (e *Engine) metadataPath(ctx context.Context, req *logical.Request, rest st
 		if err := e.writeMeta(ctx, p, u); err != nil {
 			return nil, err
 		}
-		unknown := unknownKeys(req.Data, fieldMaxVersions, fieldCASRequired, fieldDeleteVersionAfter, fieldCustomMetadata)
+		unknown := field.Unknown(req.Data, fieldMaxVersions, fieldCASRequired, fieldDeleteVersionAfter, fieldCustomMetadata)
 		return withWarnings(nil, ignoredWarning(unknown)), nil
 	case logical.OpDelete:
 		return nil, e.deleteAll(ctx, p)
@@ -249,7 +250,7 @@ func (e *Engine) versionsPath(ctx context.Context, route, rest string, body map[
 	if err := e.apply(ctx, route, p, versions, act); err != nil {
 		return nil, err
 	}
-	return withWarnings(nil, ignoredWarning(unknownKeys(body, "versions"))), nil
+	return withWarnings(nil, ignoredWarning(field.Unknown(body, "versions"))), nil
 }
 
 func (e *Engine) subkeysRead(ctx context.Context, rest string, params map[string]any) (*logical.Response, error) {
@@ -318,6 +319,6 @@ func (e *Engine) configWrite(ctx context.Context, body map[string]any) (*logical
 	if err := e.writeConfig(ctx, u); err != nil {
 		return nil, err
 	}
-	unknown := unknownKeys(body, fieldMaxVersions, fieldCASRequired, fieldDeleteVersionAfter)
+	unknown := field.Unknown(body, fieldMaxVersions, fieldCASRequired, fieldDeleteVersionAfter)
 	return withWarnings(nil, ignoredWarning(unknown)), nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // Limits on custom metadata, the same as Vault's.
@@ -162,18 +163,16 @@ func parseVersions(field string, v any) ([]int, error) {
 	return slices.Compact(out), nil
 }
 
-// parseBool parses a boolean, or a string strconv.ParseBool accepts.
-func parseBool(field string, v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(x))
-		if err == nil {
+// parseBool parses a boolean, or a string strconv.ParseBool accepts (see
+// field.Bool). Unlike field.Bool, it takes no one-element list.
+func parseBool(name string, v any) (bool, error) {
+	switch v.(type) {
+	case bool, string:
+		if b, err := field.Bool(v); err == nil {
 			return b, nil
 		}
 	}
-	return false, logical.Invalid(field, "must be true or false")
+	return false, logical.Invalid(name, "must be true or false")
 }
 
 // parseDuration parses a non-negative duration the way Vault does: a Go
@@ -244,18 +243,6 @@ func parseCAS(field string, v any) (*int, error) {
 	}
 	cas := int(n)
 	return &cas, nil
-}
-
-// unknownKeys returns, sorted, the keys of m that are not in known.
-func unknownKeys(m map[string]any, known ...string) []string {
-	var out []string
-	for k := range m {
-		if !slices.Contains(known, k) {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // ignoredWarning is the warning for parameters an endpoint ignores, as

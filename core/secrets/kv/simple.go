@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // The simple layout: the relative path is the secret's path.
@@ -166,7 +167,7 @@ func wrappedBody(body map[string]any) (data map[string]any, cas *int, ok bool, e
 	}
 	rawData, hasData := body["data"]
 	opts, isObject := body["options"].(map[string]any)
-	if !hasData || !isObject || len(unknownKeys(opts, "cas")) > 0 {
+	if !hasData || !isObject || len(field.Unknown(opts, "cas")) > 0 {
 		return nil, nil, false, nil
 	}
 	data, isObject = rawData.(map[string]any)

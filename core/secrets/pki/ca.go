@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -166,7 +167,7 @@ func parseSubject(data map[string]any) (pkix.Name, error) {
 		{"locality", &n.Locality}, {"province", &n.Province}, {"street_address", &n.StreetAddress},
 		{"postal_code", &n.PostalCode},
 	} {
-		if *f.dst, _, err = field(data, f.name, parseStrings); err != nil {
+		if *f.dst, _, err = field.GetNonNull(data, f.name, parseStrings); err != nil {
 			return n, err
 		}
 	}
@@ -178,7 +179,7 @@ func parseSubject(data map[string]any) (pkix.Name, error) {
 // common name to the DNS names or e-mail addresses (when it is one) unless
 // exclude_cn_from_sans.
 func parseSANs(data map[string]any, cn string) (dns, emails []string, ips []net.IP, uris []*url.URL, err error) {
-	alt, _, err := field(data, "alt_names", parseStrings)
+	alt, _, err := field.GetNonNull(data, "alt_names", parseStrings)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -187,13 +188,13 @@ func parseSANs(data map[string]any, cn string) (dns, emails []string, ips []net.
 			return nil, nil, nil, nil, logical.Invalid("alt_names", "%v", err)
 		}
 	}
-	if ips, _, err = field(data, "ip_sans", parseIPs); err != nil {
+	if ips, _, err = field.GetNonNull(data, "ip_sans", parseIPs); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if uris, _, err = field(data, "uri_sans", parseURIs); err != nil {
+	if uris, _, err = field.GetNonNull(data, "uri_sans", parseURIs); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	exclude, err := fieldOr(data, "exclude_cn_from_sans", parseBool, false)
+	exclude, err := fieldOr(data, "exclude_cn_from_sans", field.Bool, false)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -247,7 +248,7 @@ func parseCAParams(data map[string]any, root bool) (*caParams, error) {
 			"key_type", "key_bits", "format", "private_key_format",
 		}
 	}
-	if err := checkFields(data, allowed...); err != nil {
+	if err := field.CheckFields(data, allowed...); err != nil {
 		return nil, err
 	}
 	p := &caParams{}
@@ -301,13 +302,13 @@ func parseCAParams(data map[string]any, root bool) (*caParams, error) {
 // parsePermittedDNS reads permitted_dns_domains, the name constraints of a
 // CA certificate.
 func parsePermittedDNS(data map[string]any) ([]string, error) {
-	ds, _, err := field(data, "permitted_dns_domains", parseStrings)
+	ds, _, err := field.GetNonNull(data, "permitted_dns_domains", parseStrings)
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range ds {
 		if !domainLike(strings.TrimPrefix(d, ".")) {
-			return nil, logical.Invalid("permitted_dns_domains", "%q is not a domain name", truncate(d, 64))
+			return nil, logical.Invalid("permitted_dns_domains", "%q is not a domain name", field.Truncate(d, 64))
 		}
 	}
 	return ds, nil
@@ -458,10 +459,10 @@ func (e *Engine) handleGenerateIntermediate(ctx context.Context, data map[string
 // handleSetSigned imports the signed certificate of the pending
 // intermediate key, optionally followed by its parents.
 func (e *Engine) handleSetSigned(ctx context.Context, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, "certificate"); err != nil {
+	if err := field.CheckFields(data, "certificate"); err != nil {
 		return nil, err
 	}
-	text, ok, err := field(data, "certificate", parsePEMText)
+	text, ok, err := field.GetNonNull(data, "certificate", parsePEMText)
 	if err != nil {
 		return nil, err
 	}
@@ -543,7 +544,7 @@ func parseCertChain(text string) ([]*x509.Certificate, error) {
 			break
 		}
 		if block.Type != "CERTIFICATE" {
-			return nil, logical.Invalid("certificate", "PEM block %d is a %q, not a CERTIFICATE", len(certs)+1, truncate(block.Type, 32))
+			return nil, logical.Invalid("certificate", "PEM block %d is a %q, not a CERTIFICATE", len(certs)+1, field.Truncate(block.Type, 32))
 		}
 		if len(certs) == maxChainLen {
 			return nil, logical.Invalid("certificate", "more than %d certificates", maxChainLen)
@@ -583,14 +584,14 @@ var signIntermediateFields = []string{
 }
 
 func (e *Engine) handleSignIntermediate(ctx context.Context, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, signIntermediateFields...); err != nil {
+	if err := field.CheckFields(data, signIntermediateFields...); err != nil {
 		return nil, err
 	}
 	csr, err := csrField(data)
 	if err != nil {
 		return nil, err
 	}
-	useCSR, err := fieldOr(data, "use_csr_values", parseBool, false)
+	useCSR, err := fieldOr(data, "use_csr_values", field.Bool, false)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -156,10 +157,10 @@ func (e *Engine) listCerts(ctx context.Context) (*logical.Response, error) {
 }
 
 func (e *Engine) handleRevoke(ctx context.Context, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, "serial_number"); err != nil {
+	if err := field.CheckFields(data, "serial_number"); err != nil {
 		return nil, err
 	}
-	s, ok, err := field(data, "serial_number", parseString)
+	s, ok, err := field.GetNonNull(data, "serial_number", parseString)
 	if err != nil {
 		return nil, err
 	}

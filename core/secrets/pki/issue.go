@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // issueFields are the fields of issue/:role; signFields those of
@@ -55,16 +56,16 @@ func parseLeafRequest(data map[string]any) (*leafRequest, error) {
 	if l.cn, err = fieldOr(data, "common_name", parseString, ""); err != nil {
 		return nil, err
 	}
-	if l.names, _, err = field(data, "alt_names", parseStrings); err != nil {
+	if l.names, _, err = field.GetNonNull(data, "alt_names", parseStrings); err != nil {
 		return nil, err
 	}
-	if l.ips, _, err = field(data, "ip_sans", parseIPs); err != nil {
+	if l.ips, _, err = field.GetNonNull(data, "ip_sans", parseIPs); err != nil {
 		return nil, err
 	}
-	if l.uris, _, err = field(data, "uri_sans", parseURIs); err != nil {
+	if l.uris, _, err = field.GetNonNull(data, "uri_sans", parseURIs); err != nil {
 		return nil, err
 	}
-	if l.excludeCN, err = fieldOr(data, "exclude_cn_from_sans", parseBool, false); err != nil {
+	if l.excludeCN, err = fieldOr(data, "exclude_cn_from_sans", field.Bool, false); err != nil {
 		return nil, err
 	}
 	if l.ttl, err = fieldOr(data, "ttl", parseTTL, 0); err != nil {
@@ -76,7 +77,7 @@ func parseLeafRequest(data map[string]any) (*leafRequest, error) {
 	if l.pkcs8, err = fieldOr(data, "private_key_format", parseKeyFormat, false); err != nil {
 		return nil, err
 	}
-	if l.removeRoots, err = fieldOr(data, "remove_roots_from_chain", parseBool, false); err != nil {
+	if l.removeRoots, err = fieldOr(data, "remove_roots_from_chain", field.Bool, false); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -102,7 +103,7 @@ func (r *roleEntry) leafTemplate(l *leafRequest) (*x509.Certificate, error) {
 				ips = append([]net.IP{normalizeIP(ip)}, ips...)
 			}
 		} else if why := r.checkName(l.cn); why != "" {
-			return nil, logical.Invalid(string(l.cnSource), "common name %q: %s", truncate(l.cn, 128), why)
+			return nil, logical.Invalid(string(l.cnSource), "common name %q: %s", field.Truncate(l.cn, 128), why)
 		}
 	}
 	for _, n := range l.names {
@@ -110,7 +111,7 @@ func (r *roleEntry) leafTemplate(l *leafRequest) (*x509.Certificate, error) {
 			return nil, logical.Invalid(string(l.namesSource), "%v", err)
 		}
 		if why := r.checkName(n); why != "" {
-			return nil, logical.Invalid(string(l.namesSource), "subject alternative name %q: %s", truncate(n, 128), why)
+			return nil, logical.Invalid(string(l.namesSource), "subject alternative name %q: %s", field.Truncate(n, 128), why)
 		}
 	}
 	if why := r.checkIPs(l.ips); why != "" {
@@ -204,7 +205,7 @@ func (e *Engine) leafTTL(r *roleEntry, requested time.Duration) (time.Duration, 
 
 // handleIssue makes a key pair and a certificate for it.
 func (e *Engine) handleIssue(ctx context.Context, roleName string, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, issueFields...); err != nil {
+	if err := field.CheckFields(data, issueFields...); err != nil {
 		return nil, err
 	}
 	r, err := e.mustRole(ctx, roleName)
@@ -257,7 +258,7 @@ func (e *Engine) handleIssue(ctx context.Context, roleName string, data map[stri
 
 // handleSign signs a CSR under a role.
 func (e *Engine) handleSign(ctx context.Context, roleName string, data map[string]any) (*logical.Response, error) {
-	if err := checkFields(data, signFields...); err != nil {
+	if err := field.CheckFields(data, signFields...); err != nil {
 		return nil, err
 	}
 	r, err := e.mustRole(ctx, roleName)
@@ -340,7 +341,7 @@ func (r *roleEntry) checkCSRKey(pub crypto.PublicKey) string {
 
 // csrField reads and checks the csr field.
 func csrField(data map[string]any) (*x509.CertificateRequest, error) {
-	text, ok, err := field(data, "csr", parsePEMText)
+	text, ok, err := field.GetNonNull(data, "csr", parsePEMText)
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +362,7 @@ func parseCSR(text []byte) (*x509.CertificateRequest, error) {
 		return nil, logical.Invalid("csr", "not a PEM-encoded certificate request")
 	}
 	if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
-		return nil, logical.Invalid("csr", "PEM block is a %q, not a CERTIFICATE REQUEST", truncate(block.Type, 32))
+		return nil, logical.Invalid("csr", "PEM block is a %q, not a CERTIFICATE REQUEST", field.Truncate(block.Type, 32))
 	}
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, logical.Invalid("csr", "text after the certificate request")
@@ -478,7 +479,7 @@ func checkText(s string) error {
 	switch {
 	case !utf8.ValidString(s):
 		return fmt.Errorf("not valid UTF-8")
-	case hasControl(s):
+	case field.HasControl(s):
 		return fmt.Errorf("contains a control character")
 	case len(s) > maxStringLen:
 		return fmt.Errorf("longer than %d bytes", maxStringLen)
@@ -495,7 +496,7 @@ func checkSubject(n pkix.Name) error {
 	for _, ss := range all {
 		for _, s := range ss {
 			if err := checkText(s); err != nil {
-				return fmt.Errorf("subject %q: %w", truncate(s, 64), err)
+				return fmt.Errorf("subject %q: %w", field.Truncate(s, 64), err)
 			}
 		}
 	}

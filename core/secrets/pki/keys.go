@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"io"
 	"math/big"
 	"strings"
@@ -58,7 +59,7 @@ func checkGenKey(keyType string, bits, defEC, defRSA int) (int, error) {
 		}
 		return 0, fmt.Errorf("rsa keys have 2048, 3072 or 4096 bits, not %d", bits)
 	}
-	return 0, fmt.Errorf("key_type must be rsa or ec, not %q", truncate(keyType, 32))
+	return 0, fmt.Errorf("key_type must be rsa or ec, not %q", field.Truncate(keyType, 32))
 }
 
 // generateKey makes a private key of the given type and size, which
@@ -226,7 +227,7 @@ func parseSerial(s string) (*big.Int, error) {
 	if strings.ContainsAny(s, ":-") {
 		for part := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ':' || r == '-' }) {
 			if len(part) > 2 {
-				return nil, fmt.Errorf("%q is not a serial number: each byte has two hex digits", truncate(s, 64))
+				return nil, fmt.Errorf("%q is not a serial number: each byte has two hex digits", field.Truncate(s, 64))
 			}
 			if len(part) == 1 {
 				digits.WriteByte('0')
@@ -238,7 +239,7 @@ func parseSerial(s string) (*big.Int, error) {
 	}
 	raw, err := hex.DecodeString(padEven(digits.String()))
 	if err != nil || len(raw) == 0 || len(raw) > 20 {
-		return nil, fmt.Errorf("%q is not a serial number of up to 20 hex bytes", truncate(s, 64))
+		return nil, fmt.Errorf("%q is not a serial number of up to 20 hex bytes", field.Truncate(s, 64))
 	}
 	return new(big.Int).SetBytes(raw), nil
 }

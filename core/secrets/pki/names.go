@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ryanuber/go-glob"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // hostnameRE is Vault's check of a host name (enforce_hostnames): labels
@@ -45,17 +46,17 @@ const (
 // spaces), no empty label, no trailing dot, at most one '@'.
 func encodable(name string) error {
 	if !printableASCII(name) {
-		return fmt.Errorf("%q must be printable ASCII without spaces (encode international names as punycode)", truncate(name, 64))
+		return fmt.Errorf("%q must be printable ASCII without spaces (encode international names as punycode)", field.Truncate(name, 64))
 	}
 	host := name
 	if i := strings.IndexByte(name, '@'); i >= 0 {
 		if i == 0 || strings.Count(name, "@") > 1 {
-			return fmt.Errorf("%q is not an e-mail address", truncate(name, 64))
+			return fmt.Errorf("%q is not an e-mail address", field.Truncate(name, 64))
 		}
 		host = name[i+1:]
 	}
 	if !domainLike(host) {
-		return fmt.Errorf("%q is not a domain name (empty label or trailing dot)", truncate(name, 64))
+		return fmt.Errorf("%q is not a domain name (empty label or trailing dot)", field.Truncate(name, 64))
 	}
 	return nil
 }
@@ -137,5 +138,5 @@ func (r *roleEntry) checkURI(u *url.URL) string {
 			return ""
 		}
 	}
-	return fmt.Sprintf("URI %q does not match the role's allowed_uri_sans", truncate(s, 128))
+	return fmt.Sprintf("URI %q does not match the role's allowed_uri_sans", field.Truncate(s, 128))
 }

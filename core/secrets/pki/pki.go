@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -253,7 +254,7 @@ func parsePath(p string) (route, error) {
 			return route{kind, arg}, nil
 		}
 	}
-	return route{}, fmt.Errorf("pki: %q: %w", truncate(p, 128), logical.ErrUnsupportedPath)
+	return route{}, fmt.Errorf("pki: %q: %w", field.Truncate(p, 128), logical.ErrUnsupportedPath)
 }
 
 // HandleRequest serves one request routed to the mount.
@@ -310,7 +311,7 @@ func (e *Engine) HandleRequest(ctx context.Context, req *logical.Request) (*logi
 	case rt.kind == "config/urls" && write:
 		return e.writeURLs(ctx, data)
 	}
-	return nil, fmt.Errorf("pki: %s on %q: %w", op, truncate(req.RelativePath, 128), logical.ErrUnsupportedOperation)
+	return nil, fmt.Errorf("pki: %s on %q: %w", op, field.Truncate(req.RelativePath, 128), logical.ErrUnsupportedOperation)
 }
 
 // Exists tells the core whether a write to roles/<name> creates the role

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // roleEntry is a role as stored. A write replaces the whole role, fields
@@ -99,13 +100,13 @@ var roleFields = func() []string {
 // parseRole checks and parses a role write, before any storage is touched.
 // maxTTL is the mount's maximum, which a role without max_ttl inherits.
 func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, error) {
-	if err := checkFields(data, roleFields...); err != nil {
+	if err := field.CheckFields(data, roleFields...); err != nil {
 		return nil, err
 	}
 	r := &roleEntry{}
 	var err error
 	for _, b := range roleBools {
-		if *b.dst(r), err = fieldOr(data, b.name, parseBool, b.def); err != nil {
+		if *b.dst(r), err = fieldOr(data, b.name, field.Bool, b.def); err != nil {
 			return nil, err
 		}
 	}
@@ -116,12 +117,12 @@ func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, erro
 	}
 	for _, d := range r.AllowedDomains {
 		if !printableASCII(d) {
-			return nil, logical.Invalid("allowed_domains", "%q must be printable ASCII without spaces", truncate(d, 64))
+			return nil, logical.Invalid("allowed_domains", "%q must be printable ASCII without spaces", field.Truncate(d, 64))
 		}
 	}
 	for _, u := range r.AllowedURISANs {
 		if !printableASCII(u) {
-			return nil, logical.Invalid("allowed_uri_sans", "%q must be printable ASCII without spaces", truncate(u, 64))
+			return nil, logical.Invalid("allowed_uri_sans", "%q must be printable ASCII without spaces", field.Truncate(u, 64))
 		}
 	}
 	if r.KeyType, err = fieldOr(data, "key_type", parseString, ""); err != nil {
@@ -142,7 +143,7 @@ func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, erro
 			return nil, logical.Invalid("key_bits", "%v", err)
 		}
 	default:
-		return nil, logical.Invalid("key_type", "must be rsa, ec or any, not %q", truncate(r.KeyType, 32))
+		return nil, logical.Invalid("key_type", "must be rsa, ec or any, not %q", field.Truncate(r.KeyType, 32))
 	}
 	if r.TTL, err = fieldOr(data, "ttl", parseTTL, 0); err != nil {
 		return nil, err

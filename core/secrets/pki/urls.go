@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/secrethub/secrethub/core/logical"
+	"github.com/secrethub/secrethub/core/logical/field"
 )
 
 // urlsEntry is config/urls: URLs written into every certificate the mount
@@ -72,7 +73,7 @@ func (e *Engine) writeURLs(ctx context.Context, data map[string]any) (*logical.R
 	for i, f := range urlFields {
 		names[i] = f.name
 	}
-	if err := checkFields(data, names...); err != nil {
+	if err := field.CheckFields(data, names...); err != nil {
 		return nil, err
 	}
 	e.urlsMu.Lock()
@@ -83,7 +84,7 @@ func (e *Engine) writeURLs(ctx context.Context, data map[string]any) (*logical.R
 	}
 	next := *cur
 	for _, f := range urlFields {
-		v, ok, err := field(data, f.name, parseURLs)
+		v, ok, err := field.GetNonNull(data, f.name, parseURLs)
 		if err != nil {
 			return nil, err
 		}
