@@ -482,10 +482,6 @@ func (c *Core) Health(ctx context.Context) (Health, error) {
 	}, nil
 }
 
-// Barrier returns the barrier's storage view, for engines and tests. It
-// refuses every call while the core is sealed.
-func (c *Core) Barrier() barrier.Storage { return c.barrier }
-
 // DecodeShare decodes an unseal key share given as hex or base64.
 func DecodeShare(s string) ([]byte, error) {
 	b, err := seal.DecodeShare(s)

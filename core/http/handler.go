@@ -41,7 +41,6 @@ type route map[string]http.HandlerFunc
 
 type handler struct {
 	core    *core.Core
-	opts    Options
 	log     *slog.Logger
 	routes  map[string]route
 	maxBody int64
@@ -49,7 +48,7 @@ type handler struct {
 
 // New returns the API handler for c.
 func New(c *core.Core, opts Options) http.Handler {
-	h := &handler{core: c, opts: opts, log: opts.Logger, maxBody: opts.MaxRequestBytes}
+	h := &handler{core: c, log: opts.Logger, maxBody: opts.MaxRequestBytes}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
