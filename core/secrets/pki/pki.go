@@ -211,32 +211,53 @@ type route struct {
 // POST /v1/pki/issue) uses.
 const DefaultRoleName = "default"
 
-// fixedRoutes are the paths without a parameter.
-var fixedRoutes = map[string]route{
-	"root/generate/internal":         {"root/generate", "internal"},
-	"root/generate/exported":         {"root/generate", "exported"},
-	"root":                           {"root", ""},
-	"root/sign-intermediate":         {"root/sign-intermediate", ""},
-	"intermediate/generate/internal": {"intermediate/generate", "internal"},
-	"intermediate/generate/exported": {"intermediate/generate", "exported"},
-	"intermediate/set-signed":        {"intermediate/set-signed", ""},
-	"roles":                          {"roles", ""},
-	"revoke":                         {"revoke", ""},
-	"crl":                            {"crl", ""},
-	"crl/pem":                        {"crl/pem", ""},
-	"ca":                             {"ca", ""},
-	"ca/pem":                         {"ca/pem", ""},
-	"ca_chain":                       {"ca_chain", ""},
-	"certs":                          {"certs", ""},
-	"config/urls":                    {"config/urls", ""},
-	// The seed's POST /v1/pki/issue issues with the role named default.
-	"issue": {"issue", DefaultRoleName},
+// fixedRoute returns the route of a path without a parameter. The bare
+// issue path is the seed's POST /v1/pki/issue, which issues with the role
+// named default.
+func fixedRoute(p string) (route, bool) {
+	switch p {
+	case "root/generate/internal":
+		return route{"root/generate", "internal"}, true
+	case "root/generate/exported":
+		return route{"root/generate", "exported"}, true
+	case "root":
+		return route{"root", ""}, true
+	case "root/sign-intermediate":
+		return route{"root/sign-intermediate", ""}, true
+	case "intermediate/generate/internal":
+		return route{"intermediate/generate", "internal"}, true
+	case "intermediate/generate/exported":
+		return route{"intermediate/generate", "exported"}, true
+	case "intermediate/set-signed":
+		return route{"intermediate/set-signed", ""}, true
+	case "roles":
+		return route{"roles", ""}, true
+	case "revoke":
+		return route{"revoke", ""}, true
+	case "crl":
+		return route{"crl", ""}, true
+	case "crl/pem":
+		return route{"crl/pem", ""}, true
+	case "ca":
+		return route{"ca", ""}, true
+	case "ca/pem":
+		return route{"ca/pem", ""}, true
+	case "ca_chain":
+		return route{"ca_chain", ""}, true
+	case "certs":
+		return route{"certs", ""}, true
+	case "config/urls":
+		return route{"config/urls", ""}, true
+	case "issue":
+		return route{"issue", DefaultRoleName}, true
+	}
+	return route{}, false
 }
 
 // parsePath maps a relative path to its route.
 func parsePath(p string) (route, error) {
 	p = strings.Trim(p, "/")
-	if rt, ok := fixedRoutes[p]; ok {
+	if rt, ok := fixedRoute(p); ok {
 		return rt, nil
 	}
 	kind, arg, ok := strings.Cut(p, "/")
