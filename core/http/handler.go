@@ -8,6 +8,7 @@
 package http
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -116,21 +117,36 @@ func requestToken(r *http.Request) string {
 // An empty body leaves v untouched. The error names the problem and the
 // HTTP status to answer with.
 func decodeBody(r *http.Request, v any) *apiError {
+	body, e := readBody(r)
+	if e != nil {
+		return e
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	return decodeOne(dec, v, "")
+}
+
+// readBody reads the whole request body; a body over the limit is a 413.
+func readBody(r *http.Request) ([]byte, *apiError) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
+			return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
 		}
-		return &apiError{http.StatusBadRequest, "reading request body: " + err.Error()}
+		return nil, &apiError{http.StatusBadRequest, "reading request body: " + err.Error()}
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
+	return body, nil
+}
+
+// decodeOne decodes exactly one JSON value from dec into v; hint is added
+// to a decoding error's message.
+func decodeOne(dec *json.Decoder, v any, hint string) *apiError {
 	if err := dec.Decode(v); err != nil {
-		return &apiError{http.StatusBadRequest, describeJSONError(err)}
+		return &apiError{http.StatusBadRequest, describeJSONError(err) + hint}
 	}
 	if dec.More() {
 		return &apiError{http.StatusBadRequest, "invalid JSON body: more than one value"}

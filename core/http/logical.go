@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -65,13 +64,9 @@ func clientAddr(r *http.Request) netip.Addr {
 // of a read, list or delete.
 func requestData(r *http.Request, op logical.Operation) (map[string]any, *apiError) {
 	if op == logical.OpUpdate {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				return nil, &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
-			}
-			return nil, &apiError{http.StatusBadRequest, "reading request body: " + err.Error()}
+		body, e := readBody(r)
+		if e != nil {
+			return nil, e
 		}
 		if len(bytes.TrimSpace(body)) == 0 {
 			return map[string]any{}, nil
@@ -79,11 +74,8 @@ func requestData(r *http.Request, op logical.Operation) (map[string]any, *apiErr
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.UseNumber()
 		var data map[string]any
-		if err := dec.Decode(&data); err != nil {
-			return nil, &apiError{http.StatusBadRequest, describeJSONError(err) + "; the body must be a JSON object"}
-		}
-		if dec.More() {
-			return nil, &apiError{http.StatusBadRequest, "invalid JSON body: more than one value"}
+		if e := decodeOne(dec, &data, "; the body must be a JSON object"); e != nil {
+			return nil, e
 		}
 		if data == nil { // "null", as Vault's client sends for a write without data
 			data = map[string]any{}
