@@ -1,13 +1,20 @@
-// Package bootstrap gives the agent its identity on the core: it logs in
-// with AppRole for a token, and holds a client certificate signed by the
-// core's agent CA for a private key it made itself.
+// Package bootstrap gives the agent its identity on the core: a client
+// certificate signed by the core's agent CA for a private key the agent
+// made itself, obtained with a token from an AppRole login.
 //
-// Run is the entry point. The key (mode 0600), the certificate and the CA
-// chain are kept in the configuration's state directory (mode 0700), each
-// written atomically, so a restarted agent reuses a certificate that is
-// still valid for more than RenewBefore instead of asking for a new one.
-// The token is never stored: every start logs in again. No error names the
-// secret ID or the token.
+// Run is the entry point at start. The key (mode 0600), the certificate
+// and the CA chain are kept in the configuration's state directory (mode
+// 0700), each written atomically. A certificate names the accessor of the
+// token it was issued for, so a restarted agent that finds a stored
+// certificate not yet due for renewal (see RenewAt) reuses it without
+// logging in again: the token behind it is still the agent's identity.
+// Otherwise Run logs in, has a certificate issued and stores it.
+//
+// While running, Renew replaces the certificate before it expires, over
+// the core's mTLS agent listener with the current certificate; Reissue
+// logs in again when the core says the token behind the certificate is
+// revoked or expired. Callers serialise Run, Renew and Reissue: they
+// write the same files. No error names the secret ID, the token or a key.
 package bootstrap
 
 import (
@@ -16,11 +23,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,8 +40,8 @@ import (
 	"github.com/secrethub/secrethub/core/client"
 )
 
-// RenewBefore is how long before its expiry a stored certificate is
-// replaced by a new one at start.
+// RenewBefore is how long before its expiry a certificate is replaced
+// (see RenewAt).
 const RenewBefore = 7 * 24 * time.Hour
 
 // Files in the state directory.
@@ -52,24 +61,45 @@ const (
 	certMode     fs.FileMode = 0o644
 )
 
-// Paths on the core's REST API (below /v1/).
+// Paths on the core's API (below /v1/).
 const (
 	loginPath       = "auth/approle/login"
 	certificatePath = "sys/agent/certificate"
+	renewPath       = "sys/agent/renew"
 )
 
+// renewTimeout bounds one renewal request when ctx has no deadline.
+const renewTimeout = 60 * time.Second
+
 var (
-	// ErrLoginRefused is wrapped by Run's error when the core refuses the
-	// AppRole login (unknown role ID, wrong, used-up or expired secret ID).
+	// ErrLoginRefused is wrapped by Run's and Reissue's error when the
+	// core refuses the AppRole login (unknown role ID, wrong, used-up or
+	// expired secret ID).
 	ErrLoginRefused = errors.New("login refused")
-	// ErrBadCertificate is wrapped by Run's error when the core's answer
-	// to the certificate request is not a certificate for the agent's key.
+	// ErrNoSecretID is wrapped when a login is needed but there is no
+	// secret ID: remove_secret_id_file removed it after an earlier login,
+	// and no stored certificate can be reused. The operator must supply a
+	// new secret ID.
+	ErrNoSecretID = errors.New("no secret ID")
+	// ErrBadCertificate is wrapped when the core's answer to a
+	// certificate request is not a certificate for the agent's key that
+	// chains to the agent CA.
 	ErrBadCertificate = errors.New("bad agent certificate from the core")
+	// ErrLoginRequired is wrapped by Renew's error when the core refuses
+	// the renewal because the token behind the certificate is revoked or
+	// expired (a 403): call Reissue.
+	ErrLoginRequired = errors.New("the agent's token is revoked or expired: log in again")
+	// ErrRemoveSecretIDFile is wrapped by Identity.Warning when the secret
+	// ID file could not be removed after a successful login.
+	ErrRemoveSecretIDFile = errors.New("remove secret ID file")
 )
 
 // Identity is what the agent proves itself with.
 type Identity struct {
-	// Token is the core token from the AppRole login.
+	// Token is the core token from the AppRole login. It is empty when
+	// Run reused a stored certificate without logging in, and after
+	// Renew: the agent then acts through its certificate on the agent
+	// listener, whose token the core finds by the certificate's accessor.
 	Token string
 	// Certificate is the agent's client certificate from the agent CA.
 	Certificate *x509.Certificate
@@ -78,30 +108,60 @@ type Identity struct {
 	// CAPEM is the PEM CA chain that issued Certificate; it also verifies
 	// the core's agent listener.
 	CAPEM string
+	// Warning, when not nil, is a problem that did not fail the bootstrap
+	// but that the operator should see (log it at warning level): the
+	// secret ID file could not be removed (ErrRemoveSecretIDFile).
+	Warning error
 }
 
-// Run logs in to the core with the AppRole credentials in cfg.Auth and
-// leaves c holding the token. It then reuses the certificate stored in
-// cfg.StateDir when one is there, matches the stored key and is valid for
-// more than RenewBefore at now(); otherwise it makes a fresh ECDSA P-256
-// key, has the core sign a CSR for it and stores key, certificate and CA
-// chain. With cfg.StateDir empty nothing is stored and every start gets a
-// new certificate. now nil means time.Now.
+// TLSCertificate returns the certificate and key for a tls.Config.
+func (id *Identity) TLSCertificate() tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{id.Certificate.Raw}, PrivateKey: id.Key, Leaf: id.Certificate}
+}
+
+// RenewAt is when cert should be replaced: RenewBefore before it expires,
+// or, for a certificate whose whole lifetime is at most twice RenewBefore
+// (a token with a short max TTL bounds it), at two thirds of its lifetime.
+func RenewAt(cert *x509.Certificate) time.Time {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	if life <= 2*RenewBefore {
+		return cert.NotBefore.Add(life / 3 * 2)
+	}
+	return cert.NotAfter.Add(-RenewBefore)
+}
+
+// Run gives the agent its identity at start. When cfg.StateDir holds a
+// key, a certificate for it and a CA chain, and now() is before the
+// certificate's RenewAt, it returns them without logging in (Token is
+// then empty). Otherwise it logs in with the AppRole credentials in
+// cfg.Auth, leaving c holding the token, makes a fresh ECDSA P-256 key,
+// has the core sign a CSR for it, and stores key, certificate and CA
+// chain. With cfg.StateDir empty nothing is stored and every start logs
+// in. now nil means time.Now.
+//
+// A reused certificate may belong to a token the core has revoked since;
+// the core then answers 403 on the agent listener, and the caller uses
+// Reissue.
 func Run(ctx context.Context, cfg *config.Config, c *client.Client, now func() time.Time) (*Identity, error) {
 	if now == nil {
 		now = time.Now
 	}
-	tok, err := login(ctx, cfg.Auth, c)
-	if err != nil {
-		return nil, err
-	}
-	id := &Identity{Token: tok}
-
 	if cfg.StateDir != "" {
 		if cert, key, ca, ok := loadStored(cfg.StateDir, now()); ok {
-			id.Certificate, id.Key, id.CAPEM = cert, key, ca
-			return id, nil
+			return &Identity{Certificate: cert, Key: key, CAPEM: ca}, nil
 		}
+	}
+	return Reissue(ctx, cfg, c)
+}
+
+// Reissue logs in again, makes a new key, has a certificate issued for it
+// and stores them over the old ones (each file replaced atomically),
+// whatever the state directory holds. The daemon calls it when the core
+// says the token behind the certificate is revoked or expired.
+func Reissue(ctx context.Context, cfg *config.Config, c *client.Client) (*Identity, error) {
+	tok, warn, err := Login(ctx, cfg, c)
+	if err != nil {
+		return nil, err
 	}
 	cert, key, ca, err := issue(ctx, c)
 	if err != nil {
@@ -112,61 +172,187 @@ func Run(ctx context.Context, cfg *config.Config, c *client.Client, now func() t
 			return nil, err
 		}
 	}
-	id.Certificate, id.Key, id.CAPEM = cert, key, ca
-	return id, nil
+	return &Identity{Token: tok, Certificate: cert, Key: key, CAPEM: ca, Warning: warn}, nil
 }
 
-// login does the AppRole login and sets the token on c.
-func login(ctx context.Context, a config.Auth, c *client.Client) (string, error) {
+// Login does the AppRole login with cfg.Auth and sets the token on c. After
+// a successful login with a secret ID read from auth.secret_id_file (not
+// from the environment) it removes that file when
+// auth.remove_secret_id_file is set; a failed removal does not fail the
+// login but is returned as warn (wrapping ErrRemoveSecretIDFile).
+func Login(ctx context.Context, cfg *config.Config, c *client.Client) (tok string, warn, err error) {
+	a := cfg.Auth
 	if a.Method != "" && a.Method != config.AuthAppRole {
-		return "", fmt.Errorf("bootstrap: auth method %q is not supported", a.Method)
+		return "", nil, fmt.Errorf("bootstrap: auth method %q is not supported", a.Method)
 	}
-	if a.RoleID == "" || a.SecretID == "" {
-		return "", errors.New("bootstrap: approle login: role ID or secret ID missing")
+	switch {
+	case a.RoleID == "":
+		return "", nil, errors.New("bootstrap: approle login: role ID missing")
+	case a.SecretID == "" && a.RemoveSecretIDFile:
+		return "", nil, fmt.Errorf("bootstrap: approle login: %w: %s was removed after an earlier login and there is no reusable certificate; provide a new secret ID",
+			ErrNoSecretID, a.SecretIDFile)
+	case a.SecretID == "":
+		return "", nil, fmt.Errorf("bootstrap: approle login: %w", ErrNoSecretID)
 	}
 	// A login carries no token.
 	c.SetToken("")
 	resp, err := c.Write(ctx, loginPath, map[string]any{"role_id": a.RoleID, "secret_id": string(a.SecretID)})
 	switch {
 	case errors.Is(err, client.ErrPermissionDenied):
-		return "", fmt.Errorf("bootstrap: approle login at %s: %w: invalid role ID or secret ID (or the secret ID is used up or expired)",
+		return "", nil, fmt.Errorf("bootstrap: approle login at %s: %w: invalid role ID or secret ID (or the secret ID is used up or expired)",
 			c.Address(), ErrLoginRefused)
 	case err != nil:
-		return "", fmt.Errorf("bootstrap: approle login at %s: %w", c.Address(), err)
+		return "", nil, fmt.Errorf("bootstrap: approle login at %s: %w", c.Address(), err)
 	case resp.Auth == nil || resp.Auth.ClientToken == "":
-		return "", fmt.Errorf("bootstrap: approle login at %s: the core answered without a token", c.Address())
+		return "", nil, fmt.Errorf("bootstrap: approle login at %s: the core answered without a token", c.Address())
 	}
 	c.SetToken(resp.Auth.ClientToken)
-	return resp.Auth.ClientToken, nil
+	if a.RemoveSecretIDFile && a.SecretIDFromFile && a.SecretIDFile != "" {
+		if err := os.Remove(a.SecretIDFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			warn = fmt.Errorf("bootstrap: %w %s after login: %w", ErrRemoveSecretIDFile, a.SecretIDFile, unwrapPath(err))
+		}
+	}
+	return resp.Auth.ClientToken, warn, nil
 }
 
-// issue makes a key and has the core sign a certificate for it.
-func issue(ctx context.Context, c *client.Client) (*x509.Certificate, *ecdsa.PrivateKey, string, error) {
+// unwrapPath drops a *fs.PathError's repetition of the path.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Renew replaces id's certificate before it expires: it makes a fresh
+// ECDSA P-256 key and sends a CSR for it to sys/agent/renew on the core's
+// agent listener at agentAddr (an https:// base URL), authenticating with
+// id's current certificate and trusting only id.CAPEM. The answer must be
+// a certificate for the new key that chains to id.CAPEM at now(). Key,
+// certificate and CA chain are then stored in cfg.StateDir (when set) and
+// the new Identity is returned (its Token empty). A 403 wraps
+// ErrLoginRequired: the token behind the certificate is gone, call
+// Reissue. A certificate the listener refuses (revoked, expired) fails the
+// TLS handshake, which wraps client.ErrUnreachable. now nil means
+// time.Now.
+func Renew(ctx context.Context, cfg *config.Config, agentAddr string, id *Identity, now func() time.Time) (*Identity, error) {
+	if now == nil {
+		now = time.Now
+	}
+	if id == nil || id.Certificate == nil || id.Key == nil {
+		return nil, errors.New("bootstrap: renew: no current certificate")
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM([]byte(id.CAPEM)) {
+		return nil, errors.New("bootstrap: renew: the identity's CA chain holds no PEM certificate")
+	}
+	if !strings.HasPrefix(agentAddr, "https://") {
+		return nil, fmt.Errorf("bootstrap: renew: agent address %q: want https://", agentAddr)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // the agent listener is reached directly
+	tr.TLSClientConfig = &tls.Config{
+		MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{id.TLSCertificate()},
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{
+		Transport: tr, Timeout: renewTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c, err := client.New(client.Config{Address: agentAddr, HTTPClient: hc})
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: renew: %w", err)
+	}
+	key, csr, err := newKeyAndCSR()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Write(ctx, renewPath, map[string]any{"csr": csr})
+	switch {
+	case errors.Is(err, client.ErrPermissionDenied):
+		return nil, fmt.Errorf("bootstrap: renew at %s: %w (%w)", c.Address(), ErrLoginRequired, err)
+	case err != nil:
+		return nil, fmt.Errorf("bootstrap: renew at %s: %w", c.Address(), err)
+	}
+	cert, ca, err := checkIssued(resp.Data, key, roots, now())
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: renew at %s: %w", c.Address(), err)
+	}
+	if cfg.StateDir != "" {
+		if err := store(cfg.StateDir, cert, key, ca); err != nil {
+			return nil, err
+		}
+	}
+	return &Identity{Certificate: cert, Key: key, CAPEM: ca}, nil
+}
+
+// newKeyAndCSR makes an ECDSA P-256 key and a PEM CSR for it. The CSR
+// names nothing: the core names the agent after its token.
+func newKeyAndCSR() (*ecdsa.PrivateKey, string, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("bootstrap: generate key: %w", err)
+		return nil, "", fmt.Errorf("bootstrap: generate key: %w", err)
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("bootstrap: make CSR: %w", err)
+		return nil, "", fmt.Errorf("bootstrap: make CSR: %w", err)
 	}
-	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
+}
+
+// checkIssued reads the core's answer to a certificate request: the
+// certificate must be for key, and chain for client auth at now (zero:
+// its NotBefore) to roots (nil: to the answer's own CA chain). It returns
+// the certificate and the CA chain to store.
+func checkIssued(data map[string]any, key *ecdsa.PrivateKey, roots *x509.CertPool, now time.Time) (*x509.Certificate, string, error) {
+	certPEM, _ := data["certificate"].(string)
+	cert, err := parseCert([]byte(certPEM))
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	if !sameKey(cert, key) {
+		return nil, "", fmt.Errorf("%w: it is not for the agent's key", ErrBadCertificate)
+	}
+	ca := caChain(data)
+	if ca == "" {
+		return nil, "", fmt.Errorf("%w: no CA chain", ErrBadCertificate)
+	}
+	if roots == nil {
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM([]byte(ca)) {
+			return nil, "", fmt.Errorf("%w: the CA chain holds no PEM certificate", ErrBadCertificate)
+		}
+	}
+	if now.IsZero() {
+		now = cert.NotBefore
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{
+		Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	return cert, ca, nil
+}
+
+// issue makes a key and has the core sign a certificate for it, with the
+// token c holds.
+func issue(ctx context.Context, c *client.Client) (*x509.Certificate, *ecdsa.PrivateKey, string, error) {
+	key, csr, err := newKeyAndCSR()
+	if err != nil {
+		return nil, nil, "", err
+	}
 	// An empty name lets the core name the agent after its AppRole role.
-	resp, err := c.Write(ctx, certificatePath, map[string]any{"csr": string(csr), "name": ""})
+	resp, err := c.Write(ctx, certificatePath, map[string]any{"csr": csr, "name": ""})
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("bootstrap: request agent certificate: %w", err)
 	}
-	certPEM, _ := resp.Data["certificate"].(string)
-	cert, err := parseCert([]byte(certPEM))
+	// The chain is checked against the CA the core sent (this is the first
+	// contact, over the REST listener's own TLS), at the certificate's
+	// start: a fresh certificate is checked for its signatures, not
+	// against a clock that may be skewed from the core's.
+	cert, ca, err := checkIssued(resp.Data, key, nil, time.Time{})
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("bootstrap: request agent certificate: %w: %w", ErrBadCertificate, err)
-	}
-	if !sameKey(cert, key) {
-		return nil, nil, "", fmt.Errorf("bootstrap: request agent certificate: %w: it is not for the agent's key", ErrBadCertificate)
-	}
-	ca := caChain(resp.Data)
-	if ca == "" {
-		return nil, nil, "", fmt.Errorf("bootstrap: request agent certificate: %w: no CA chain", ErrBadCertificate)
+		return nil, nil, "", fmt.Errorf("bootstrap: request agent certificate: %w", err)
 	}
 	return cert, key, ca, nil
 }
@@ -223,8 +409,8 @@ func store(dir string, cert *x509.Certificate, key *ecdsa.PrivateKey, ca string)
 }
 
 // loadStored returns the stored identity when all three files are there,
-// parse, match, and the certificate is valid for more than RenewBefore.
-// Anything else means a new certificate.
+// parse, match, and now is between the certificate's NotBefore and its
+// RenewAt. Anything else means a new certificate.
 func loadStored(dir string, now time.Time) (*x509.Certificate, crypto.Signer, string, bool) {
 	keyPEM, err1 := os.ReadFile(filepath.Join(dir, KeyFile))
 	certPEM, err2 := os.ReadFile(filepath.Join(dir, CertFile))
@@ -243,7 +429,7 @@ func loadStored(dir string, now time.Time) (*x509.Certificate, crypto.Signer, st
 	if _, err := parseCert(caPEM); err != nil {
 		return nil, nil, "", false
 	}
-	if now.Before(cert.NotBefore) || !now.Add(RenewBefore).Before(cert.NotAfter) {
+	if now.Before(cert.NotBefore) || !now.Before(RenewAt(cert)) {
 		return nil, nil, "", false
 	}
 	return cert, key, string(caPEM), true

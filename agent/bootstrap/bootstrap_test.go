@@ -44,6 +44,7 @@ type fakeCore struct {
 	caPEM  string
 	mu     sync.Mutex
 	issued int
+	logins int
 }
 
 func newFakeCore(t *testing.T) (*fakeCore, *client.Client) {
@@ -87,6 +88,9 @@ func (f *fakeCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(`{"errors":["permission denied"]}`))
 			return
 		}
+		f.mu.Lock()
+		f.logins++
+		f.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]any{"auth": map[string]any{"client_token": token}})
 	case "/v1/sys/agent/certificate":
 		if r.Header.Get("X-SecretHub-Token") != token {
@@ -133,6 +137,12 @@ func (f *fakeCore) count() int {
 	return f.issued
 }
 
+func (f *fakeCore) loginCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.logins
+}
+
 func at(d time.Duration) func() time.Time { return func() time.Time { return t0.Add(d) } }
 
 func TestRunRenewal(t *testing.T) {
@@ -172,13 +182,17 @@ func TestRunRenewal(t *testing.T) {
 			if tc.tamper != nil {
 				tc.tamper(t, cfg.StateDir)
 			}
-			c.SetToken("") // the token is not stored: Run must log in again
+			c.SetToken("")
 			second, err := Run(context.Background(), cfg, c, at(tc.second))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if second.Token != token {
-				t.Error("second start has no token")
+			// A reused certificate needs no login; a new one does.
+			if (second.Token == token) == tc.reused {
+				t.Errorf("second start has token %v, want %v", second.Token == token, !tc.reused)
+			}
+			if want := map[bool]int{true: 1, false: 2}[tc.reused]; f.loginCount() != want {
+				t.Errorf("logins = %d, want %d", f.loginCount(), want)
 			}
 			same := second.Certificate.SerialNumber.Cmp(first.Certificate.SerialNumber) == 0
 			if same != tc.reused {

@@ -112,8 +112,10 @@ type Auth struct {
 	// and trimmed. SECRETHUB_SECRET_ID wins over it.
 	SecretIDFile string `json:"secret_id_file,omitempty"`
 	// RemoveSecretIDFile asks that the secret ID file be deleted once the
-	// agent has logged in with it. Config only records the wish: Load
-	// never deletes anything.
+	// agent has logged in with it (agent/bootstrap does it). Load never
+	// deletes anything; with this set, a secret ID file that no longer
+	// exists is not an error: the secret ID is then empty, and the agent
+	// can start only from a certificate it stored earlier.
 	RemoveSecretIDFile bool `json:"remove_secret_id_file,omitempty"`
 
 	// RoleID is the role ID Load found (environment, then file). It is
@@ -122,6 +124,10 @@ type Auth struct {
 	// SecretID is the secret ID Load found (environment, then file). It is
 	// never read from the config file and prints as "<redacted>".
 	SecretID Secret `json:"-"`
+	// SecretIDFromFile is true when SecretID was read from SecretIDFile
+	// (not from SECRETHUB_SECRET_ID): only then may RemoveSecretIDFile
+	// delete the file.
+	SecretIDFromFile bool `json:"-"`
 }
 
 // Cache sizes the agent's secret cache.
@@ -210,6 +216,12 @@ type Listener struct {
 	// ClientCAFile is a PEM bundle that verifies clients' certificates.
 	// Required with UnixSocket.
 	ClientCAFile string `json:"client_ca_file,omitempty"`
+	// TLSCertFile and TLSKeyFile are the listener's own certificate and
+	// key (PEM). Optional, both or neither: without them the agent makes
+	// an ephemeral self-signed certificate at start, and clients skip
+	// verifying it (the socket's file mode authenticates the server).
+	TLSCertFile string `json:"tls_cert_file,omitempty"`
+	TLSKeyFile  string `json:"tls_key_file,omitempty"`
 }
 
 // Secret is a credential read at load. It formats, logs and marshals as
@@ -331,11 +343,18 @@ func (c *Config) readCredentials(env func(string) (string, bool)) error {
 		c.Auth.RoleID = v
 	}
 	if c.Auth.SecretID == "" && c.Auth.SecretIDFile != "" {
+		if c.Auth.RemoveSecretIDFile && isAbs(c.Auth.SecretIDFile) {
+			// An earlier start logged in and removed the file: not an error.
+			if _, err := os.Lstat(c.Auth.SecretIDFile); errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+		}
 		v, err := readCredentialFile("auth.secret_id_file", c.Auth.SecretIDFile)
 		if err != nil {
 			return err
 		}
 		c.Auth.SecretID = Secret(v)
+		c.Auth.SecretIDFromFile = true
 	}
 	return nil
 }

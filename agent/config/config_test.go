@@ -165,29 +165,48 @@ func TestEnvAndCredentialFiles(t *testing.T) {
 	doc := func(role, secret string) string {
 		return fmt.Sprintf("core: {addresses: [\"https://core:4000\"]}\nauth: {role_id_file: %q, secret_id_file: %q}\n", role, secret)
 	}
+	removeDoc := func(role, secret string) string {
+		return fmt.Sprintf("core: {addresses: [\"https://core:4000\"]}\nauth: {role_id_file: %q, secret_id_file: %q, remove_secret_id_file: true}\n", role, secret)
+	}
 	tests := map[string]struct {
-		doc        string
-		env        map[string]string
-		wantAddrs  []string
-		wantRole   string
-		wantSecret string
-		wantErr    string // substring; "" means success
+		doc          string
+		env          map[string]string
+		wantAddrs    []string
+		wantRole     string
+		wantSecret   string
+		wantFromFile bool
+		wantErr      string // substring; "" means success
 	}{
 		"files read and trimmed": {
 			doc: doc(roleFile, secretFile), wantAddrs: []string{"https://core:4000"},
-			wantRole: "role-from-file", wantSecret: secretMarker + "-file",
+			wantRole: "role-from-file", wantSecret: secretMarker + "-file", wantFromFile: true,
 		},
 		"env wins over files, which are then not read": {
 			doc: doc(missing, missing), env: map[string]string{EnvRoleID: " role-env ", EnvSecretID: secretMarker},
 			wantAddrs: []string{"https://core:4000"}, wantRole: "role-env", wantSecret: secretMarker,
 		},
+		"env wins over a secret file that is to be removed": {
+			doc: removeDoc(roleFile, secretFile), env: map[string]string{EnvSecretID: secretMarker},
+			wantAddrs: []string{"https://core:4000"}, wantRole: "role-from-file", wantSecret: secretMarker,
+		},
+		"secret file to be removed, still there": {
+			doc: removeDoc(roleFile, secretFile), wantAddrs: []string{"https://core:4000"},
+			wantRole: "role-from-file", wantSecret: secretMarker + "-file", wantFromFile: true,
+		},
+		"secret file removed by an earlier login: no secret ID, no error": {
+			doc: removeDoc(roleFile, missing), wantAddrs: []string{"https://core:4000"}, wantRole: "role-from-file",
+		},
+		"secret file to be removed is a directory": {
+			doc: removeDoc(roleFile, dir), wantErr: "auth.secret_id_file: " + fmt.Sprintf("%q", dir) + ": not a regular file",
+		},
 		"empty env counts as unset": {
 			doc: doc(roleFile, secretFile), env: map[string]string{EnvRoleID: "", EnvSecretID: "  ", EnvCoreURL: ""},
-			wantAddrs: []string{"https://core:4000"}, wantRole: "role-from-file", wantSecret: secretMarker + "-file",
+			wantAddrs: []string{"https://core:4000"}, wantRole: "role-from-file", wantSecret: secretMarker + "-file", wantFromFile: true,
 		},
 		"core url env replaces addresses, comma-separated": {
 			doc: doc(roleFile, secretFile), env: map[string]string{EnvCoreURL: " https://a:4000, ,http://127.0.0.1:4000 "},
 			wantAddrs: []string{"https://a:4000", "http://127.0.0.1:4000"}, wantRole: "role-from-file", wantSecret: secretMarker + "-file",
+			wantFromFile: true,
 		},
 		"core url env alone is enough": {
 			doc: "auth: {}\n", env: map[string]string{EnvCoreURL: "https://a:4000", EnvRoleID: "r", EnvSecretID: secretMarker},
@@ -243,6 +262,9 @@ func TestEnvAndCredentialFiles(t *testing.T) {
 			}
 			if string(c.Auth.SecretID) != tc.wantSecret {
 				t.Errorf("secret ID mismatch (len %d, want len %d)", len(c.Auth.SecretID), len(tc.wantSecret))
+			}
+			if c.Auth.SecretIDFromFile != tc.wantFromFile {
+				t.Errorf("SecretIDFromFile = %v, want %v", c.Auth.SecretIDFromFile, tc.wantFromFile)
 			}
 		})
 	}
@@ -449,7 +471,22 @@ func TestValidate(t *testing.T) {
 			"listener.unix_socket: missing"},
 		"relative socket": {func(c *Config) { c.Listener = Listener{UnixSocket: "a.sock", ClientCAFile: "/ca.pem"} },
 			`listener.unix_socket: "a.sock": must be absolute`},
-		"relative init marker": {func(c *Config) { c.InitMarker = ".rendered" }, `init_marker: ".rendered": must be absolute`},
+		"listener with its own certificate": {func(c *Config) {
+			c.Listener = Listener{UnixSocket: "/run/a.sock", ClientCAFile: "/ca.pem", TLSCertFile: "/tls.crt", TLSKeyFile: "/tls.key"}
+		}, ""},
+		"listener cert without key": {func(c *Config) {
+			c.Listener = Listener{UnixSocket: "/run/a.sock", ClientCAFile: "/ca.pem", TLSCertFile: "/tls.crt"}
+		}, "listener.tls_key_file: missing: set both listener.tls_cert_file and listener.tls_key_file, or neither"},
+		"listener key without cert": {func(c *Config) {
+			c.Listener = Listener{UnixSocket: "/run/a.sock", ClientCAFile: "/ca.pem", TLSKeyFile: "/tls.key"}
+		}, "listener.tls_cert_file: missing: set both"},
+		"relative listener cert": {func(c *Config) {
+			c.Listener = Listener{UnixSocket: "/run/a.sock", ClientCAFile: "/ca.pem", TLSCertFile: "tls.crt", TLSKeyFile: "/tls.key"}
+		}, `listener.tls_cert_file: "tls.crt": must be absolute`},
+		"listener cert without socket": {func(c *Config) { c.Listener = Listener{TLSCertFile: "/tls.crt", TLSKeyFile: "/tls.key"} },
+			"listener.unix_socket: missing: listener.tls_cert_file is set without a socket"},
+		"secret id file removed after login": {func(c *Config) { c.Auth.SecretID = ""; c.Auth.RemoveSecretIDFile = true }, ""},
+		"relative init marker":               {func(c *Config) { c.InitMarker = ".rendered" }, `init_marker: ".rendered": must be absolute`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -77,7 +77,9 @@ func (c *Config) Validate() error {
 		if c.Auth.RoleID == "" {
 			add("auth.role_id", "missing: set auth.role_id_file or %s", EnvRoleID)
 		}
-		if c.Auth.SecretID == "" {
+		// With remove_secret_id_file the file may be gone after the first
+		// login; the agent then starts from its stored certificate.
+		if c.Auth.SecretID == "" && !(c.Auth.RemoveSecretIDFile && c.Auth.SecretIDFile != "") {
 			add("auth.secret_id", "missing: set auth.secret_id_file or %s", EnvSecretID)
 		}
 	case "kubernetes":
@@ -166,6 +168,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Listener.UnixSocket == "" && c.Listener.ClientCAFile != "" {
 		add("listener.unix_socket", "missing: listener.client_ca_file is set without a socket")
+	}
+	checkPath("listener.tls_cert_file", c.Listener.TLSCertFile)
+	checkPath("listener.tls_key_file", c.Listener.TLSKeyFile)
+	if (c.Listener.TLSCertFile == "") != (c.Listener.TLSKeyFile == "") {
+		if c.Listener.TLSCertFile == "" {
+			add("listener.tls_cert_file", "missing: set both listener.tls_cert_file and listener.tls_key_file, or neither")
+		} else {
+			add("listener.tls_key_file", "missing: set both listener.tls_cert_file and listener.tls_key_file, or neither")
+		}
+	}
+	if c.Listener.UnixSocket == "" && c.Listener.TLSCertFile != "" {
+		add("listener.unix_socket", "missing: listener.tls_cert_file is set without a socket")
 	}
 	checkPath("init_marker", c.InitMarker)
 
