@@ -13,6 +13,7 @@ package conn
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,9 @@ const (
 	readBufferSize  = 4 << 10
 	writeBufferSize = 4 << 10
 )
+
+// writeBufferPool lends write buffers to connections while they write.
+var writeBufferPool sync.Pool
 
 var (
 	// ErrNotConnected is returned by a request made while there is no live
@@ -136,8 +140,9 @@ type Config struct {
 	// another goroutine) and must not wait for a request on this Conn.
 	OnChanged func(path, operation string, newVersion int64)
 	// OnTokenTTL, optional, receives the token's remaining time to live
-	// from each welcome and each RenewToken answer. Called from the same
-	// goroutines as OnChanged; the same rules apply.
+	// from each welcome (called from Run's goroutine before OnConnected)
+	// and each RenewToken answer (called from RenewToken's caller). It must
+	// not block long.
 	OnTokenTTL func(ttl time.Duration, renewable bool)
 	// OnUnauthorized, optional, is called when an upgrade is refused with
 	// 403: the token is revoked or expired and the caller should log in
@@ -237,8 +242,10 @@ func trimSlash(p string) string {
 	return p
 }
 
-// Run connects and keeps reconnecting, across the addresses in turn and
-// with backoff, until ctx ends; it then closes the connection, waits for
+// Run connects and keeps reconnecting until ctx ends. Each attempt moves
+// to the next address; a welcome resets the backoff, so a connection that
+// drops is retried after Backoff.Delay(1), and the n-th failure in a row
+// waits Backoff.Delay(n). When ctx ends Run closes the connection, waits for
 // its goroutines and OnConnected calls, and returns ctx.Err(). A Conn runs
 // once: a second call returns ErrClosed.
 func (c *Conn) Run(ctx context.Context) error {
@@ -361,7 +368,7 @@ func (c *Conn) dial(ctx context.Context, wsURL string) (*websocket.Conn, *wire.A
 		HandshakeTimeout: handshakeTimeout,
 		ReadBufferSize:   readBufferSize,
 		WriteBufferSize:  writeBufferSize,
-		WriteBufferPool:  &sync.Pool{},
+		WriteBufferPool:  &writeBufferPool,
 		Subprotocols:     []string{wire.AgentSubprotocol},
 	}
 	ws, resp, err := d.DialContext(ctx, wsURL, nil)
@@ -480,8 +487,8 @@ func (c *Conn) readLoop(s *session) error {
 	})
 	var closeReason error
 	for {
-		var m wire.AgentMessage
-		if err := ws.ReadJSON(&m); err != nil {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
 			if closeReason != nil {
 				return fmt.Errorf("%w (%w)", closeReason, err)
 			}
@@ -492,6 +499,12 @@ func (c *Conn) readLoop(s *session) error {
 			return fmt.Errorf("read: %w", err)
 		}
 		alive()
+		var m wire.AgentMessage
+		if err := json.Unmarshal(data, &m); err != nil {
+			// Closing fails the requests in flight at once rather than
+			// leaving one waiting for an answer that cannot be matched.
+			return fmt.Errorf("%w: undecodable message: %w", ErrProtocol, err)
+		}
 		if m.ID != "" {
 			if !s.deliver(&m) {
 				c.log.Debug("agent answer for no waiting request", "type", m.Type)

@@ -197,6 +197,15 @@ func (f *fakeCore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err := ws.ReadJSON(&m); err != nil {
 			return
 		}
+		if m.Path == "secrets/garbage" {
+			fc.wmu.Lock()
+			err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type": "secret", "id": `))
+			fc.wmu.Unlock()
+			if err != nil {
+				return
+			}
+			continue
+		}
 		if a := answer(&m); a != nil {
 			if err := fc.send(a); err != nil {
 				return
@@ -461,6 +470,29 @@ func TestRemoteErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestUndecodableMessageDropsConnection(t *testing.T) {
+	core := newFakeCore(t)
+	connects := make(chan struct{}, 4)
+	c, err := New(Config{
+		Addresses: []string{core.srv.URL}, TLS: tlsFor(nil, core), Backoff: fastBackoff,
+		OnConnected: func(context.Context) { connects <- struct{}{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	recv(t, connects, "connection")
+	// The answer cannot be matched to the request: the connection is
+	// closed, which fails the request at once, and opened again.
+	if _, err := c.Read(context.Background(), "secrets/garbage"); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("Read answered with garbage = %v, want ErrNotConnected", err)
+	}
+	recv(t, connects, "reconnection")
+	if _, err := c.Read(context.Background(), "secrets/app/db"); err != nil {
+		t.Errorf("Read after reconnecting: %v", err)
 	}
 }
 
