@@ -145,7 +145,8 @@ type Config struct {
 	// not block long.
 	OnTokenTTL func(ttl time.Duration, renewable bool)
 	// OnUnauthorized, optional, is called when an upgrade is refused with
-	// 403: the token is revoked or expired and the caller should log in
+	// 403, or the core closes the connection with a 403 error: the token is
+	// revoked or expired and the caller should log in
 	// again (and hand a new certificate through TLS). Run keeps retrying
 	// with backoff. Called from Run's goroutine; it must not block long.
 	OnUnauthorized func()
@@ -517,7 +518,13 @@ func (c *Conn) readLoop(s *session) error {
 				c.cfg.OnChanged(m.Path, m.Operation, m.NewVersion)
 			}
 		case wire.AgentError:
-			closeReason = fmt.Errorf("core closing the connection: %w", &RemoteError{Code: m.Code, Message: m.Error})
+			re := &RemoteError{Code: m.Code, Message: m.Error}
+			closeReason = fmt.Errorf("core closing the connection: %w", re)
+			if m.Code == http.StatusForbidden {
+				// The token was revoked: Run tells OnUnauthorized now
+				// rather than after the next upgrade is refused.
+				closeReason = fmt.Errorf("core closing the connection: %w: %w", ErrUnauthorized, re)
+			}
 			c.log.Warn("core closing the agent connection", "code", m.Code, "reason", m.Error)
 		default:
 			c.log.Debug("agent message ignored", "type", m.Type)
