@@ -148,7 +148,8 @@ type Config struct {
 	// 403, or the core closes the connection with a 403 error: the token is
 	// revoked or expired and the caller should log in
 	// again (and hand a new certificate through TLS). Run keeps retrying
-	// with backoff. Called from Run's goroutine; it must not block long.
+	// with backoff and calls it again at each refused attempt, so it must
+	// be idempotent. Called from Run's goroutine; it must not block long.
 	OnUnauthorized func()
 }
 
