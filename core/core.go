@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/secrethub/secrethub/core/agents"
 	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/barrier"
 	"github.com/secrethub/secrethub/core/logical"
@@ -98,6 +99,9 @@ type Core struct {
 	tokens     *token.Store
 	policies   *policy.Store
 	auditSinks []AuditSink
+	// agents is the registry of connected agents; its connections are
+	// closed when the core seals.
+	agents *agents.Registry
 
 	defaultTokenTTL  time.Duration
 	maxTokenTTL      time.Duration
@@ -163,6 +167,7 @@ func New(cfg Config) (*Core, error) {
 	c.barrier = barrier.New(c.backend, barrier.Options{Rand: c.rand, Now: c.now})
 	c.tokens = token.New(c.barrier, c.rand, c.now)
 	c.policies = policy.NewStore(c.barrier)
+	c.agents = agents.New(agents.Options{Now: c.now, Rand: c.rand})
 	return c, nil
 }
 
@@ -403,6 +408,8 @@ func (c *Core) sealLocked(ctx context.Context) {
 	c.reqLock.Lock()
 	defer c.reqLock.Unlock()
 	st := c.active.Swap(nil)
+	// Agents reconnect and read everything again after the unseal.
+	c.agents.CloseAll("SecretHub is sealed")
 	c.barrier.Seal()
 	c.seal.Reset()
 	if st != nil {

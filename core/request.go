@@ -81,6 +81,9 @@ func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logica
 		return nil, ErrAuditFailed
 	}
 	c.reqLock.RUnlock()
+	if err == nil && req.Operation != logical.OpRead && req.Operation != logical.OpList {
+		c.publishCommitted(req, rt, resp)
+	}
 	if err == nil && rt.sealAfter {
 		// Sealing closes the audit log, so it happens once the request's
 		// own event is written and its shared lock released.
@@ -225,10 +228,17 @@ func isPublicPKIPath(p string) bool {
 
 // authenticate looks up the request's token.
 func (c *Core) authenticate(ctx context.Context, req *logical.Request) (*token.Entry, error) {
-	if req.ClientToken == "" {
+	var e *token.Entry
+	var err error
+	if acc, ok := agentAccessorFrom(ctx); ok {
+		// A request of an AgentSession: the token its certificate named,
+		// looked up again so a revoked token stops working at once.
+		e, err = c.tokens.LookupAccessor(ctx, acc)
+	} else if req.ClientToken == "" {
 		return nil, denied("no token")
+	} else {
+		e, err = c.tokens.Lookup(ctx, req.ClientToken)
 	}
-	e, err := c.tokens.Lookup(ctx, req.ClientToken)
 	switch {
 	case errors.Is(err, token.ErrNotFound):
 		return nil, denied("unknown or revoked token")

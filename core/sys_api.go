@@ -30,6 +30,8 @@ func (c *Core) sysRoute(req *logical.Request) (route, error) {
 	switch {
 	case strings.HasPrefix(p, "agent/"):
 		return c.agentRoute(req, p)
+	case p == "agents" || strings.HasPrefix(p, "agents/"):
+		return c.sysAgentsRoute(req, p)
 	case p == "seal":
 		if !isWrite {
 			return bad()

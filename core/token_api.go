@@ -321,6 +321,7 @@ func (c *Core) revokeTree(ctx context.Context, accessor string) error {
 		return fmt.Errorf("revoke: %w", err)
 	}
 	c.log.InfoContext(ctx, "tokens revoked", "accessor", accessor, "count", len(revoked))
+	c.closeAgentsOf(revoked)
 	return nil
 }
 
@@ -361,6 +362,7 @@ func (c *Core) tokenRevokeOrphan(ctx context.Context, req *logical.Request, _ *t
 	if err := c.tokens.RevokeOrphan(ctx, e.Accessor); err != nil {
 		return nil, fmt.Errorf("revoke-orphan: %w", err)
 	}
+	c.closeAgentsOf([]string{e.Accessor})
 	return nil, nil
 }
 
