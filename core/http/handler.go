@@ -61,6 +61,8 @@ func New(c *core.Core, opts Options) http.Handler {
 		"sys/seal-status": {http.MethodGet: h.sealStatus},
 		"sys/unseal":      {http.MethodPut: h.unseal, http.MethodPost: h.unseal},
 		"sys/health":      {http.MethodGet: h.health, http.MethodHead: h.health},
+		// The agent WebSocket (agentws.go): on the agent listener only.
+		strings.TrimPrefix(wire.AgentConnectPath, "/v1/"): {http.MethodGet: h.agentConnect},
 	}
 	return h
 }

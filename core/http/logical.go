@@ -173,6 +173,12 @@ func writeResponse(w http.ResponseWriter, req *logical.Request, resp *logical.Re
 		w.WriteHeader(statusOr(resp.StatusCode, http.StatusNoContent))
 		return
 	}
+	writeJSON(w, statusOr(resp.StatusCode, http.StatusOK), envelope(req, resp))
+}
+
+// envelope is Vault's response envelope of resp: the body of a REST
+// answer, and the response of an agent's read.
+func envelope(req *logical.Request, resp *logical.Response) wire.Response {
 	out := wire.Response{RequestID: req.ID, Data: resp.Data, Warnings: resp.Warnings}
 	if a := resp.Auth; a != nil {
 		out.Auth = &wire.Auth{
@@ -181,7 +187,7 @@ func writeResponse(w http.ResponseWriter, req *logical.Request, resp *logical.Re
 			EntityID: a.EntityID, TokenType: a.TokenType, Orphan: a.Orphan,
 		}
 	}
-	writeJSON(w, statusOr(resp.StatusCode, http.StatusOK), out)
+	return out
 }
 
 func statusOr(s, def int) int {
