@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,16 +17,11 @@ import (
 	"github.com/secrethub/secrethub/agent/bootstrap"
 	"github.com/secrethub/secrethub/agent/cache"
 	"github.com/secrethub/secrethub/agent/config"
-	"github.com/secrethub/secrethub/agent/reload"
-	"github.com/secrethub/secrethub/agent/render"
+	"github.com/secrethub/secrethub/agent/daemon"
 	"github.com/secrethub/secrethub/agent/sink"
+	"github.com/secrethub/secrethub/core"
 	"github.com/secrethub/secrethub/core/client"
 )
-
-// maxFetchRounds bounds render → fetch → render rounds for one template:
-// each round fetches at least one new path, and a template whose paths
-// come from secrets could otherwise keep asking for more.
-const maxFetchRounds = 64
 
 // initMarkerMode is the init marker file's mode.
 const initMarkerMode = 0o644
@@ -45,9 +43,14 @@ it expires), fetches the secrets its templates read, renders the templates
 into files (written atomically, and only when their content changes) and
 runs each template's reload action after a change.
 
+Without -init it runs as a daemon: it holds one mTLS WebSocket to the
+core's agent listener (core.agent_addresses), re-renders a file the moment
+a secret it reads changes (the core pushes changes), renews its certificate
+and token, serves local applications on listener.unix_socket, and keeps
+serving from its cache while the core is away. SIGTERM or SIGINT stops it.
+
 With -init it renders every template once, writes init_marker, and exits:
-0 when every file is in place, non-zero with the reason otherwise. Daemon
-mode (a WebSocket to the core that pushes changes) is not built yet.
+0 when every file is in place, non-zero with the reason otherwise.
 
 See docs/agent.md for the configuration file.`,
 		Args: cobra.NoArgs,
@@ -67,17 +70,51 @@ func runAgent(ctx context.Context, o agentOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !o.initOnly {
-		return &exitError{code: 2, msg: "agent: daemon mode (WebSocket push) is not built yet; use -init"}
-	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	c, id, err := agentBootstrap(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "agent: logged in at %s; certificate serial %s, valid until %s\n",
-		c.Address(), id.Certificate.SerialNumber.Text(16), id.Certificate.NotAfter.UTC().Format(time.RFC3339))
-	if err := renderOnce(ctx, cfg, c, stderr); err != nil {
-		return err
+	log.Info("agent identity", "certificate_serial", id.Certificate.SerialNumber.Text(16),
+		"not_after", id.Certificate.NotAfter.UTC().Format(time.RFC3339), "logged_in", id.Token != "")
+	if id.Warning != nil {
+		log.Warn("bootstrap", "warning", id.Warning.Error())
+	}
+	if len(cfg.Core.AgentAddresses) == 0 {
+		if !o.initOnly {
+			return &config.FieldError{Field: "core.agent_addresses", Detail: "missing: the agent daemon holds its WebSocket on the core's agent listener (only -init works over REST alone)"}
+		}
+		return renderOnceREST(ctx, cfg, c, id, log)
+	}
+	if !o.initOnly {
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		log.Info("agent running", "agent_addresses", strings.Join(cfg.Core.AgentAddresses, ","))
+		return daemon.Run(ctx, daemon.Options{Config: cfg, Identity: id, REST: c, Logger: log, Version: core.Version})
+	}
+	return daemon.Run(ctx, daemon.Options{Config: cfg, Identity: id, REST: c, Logger: log, Version: core.Version, Once: true})
+}
+
+// renderOnceREST is -init without an agent listener: every template
+// rendered once over REST with the login token.
+func renderOnceREST(ctx context.Context, cfg *config.Config, c *client.Client, id *bootstrap.Identity, log *slog.Logger) error {
+	if id.Token == "" {
+		// A stored certificate spared the login, but REST reads need a
+		// token.
+		_, warn, err := bootstrap.Login(ctx, cfg, c)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if warn != nil {
+			log.Warn("bootstrap", "warning", warn.Error())
+		}
+	}
+	ts, err := daemon.NewTemplates(cfg, cache.New(cache.Options{MaxEntries: cfg.Cache.MaxEntries, TTL: time.Duration(cfg.Cache.TTL)}), log)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if _, err := ts.RenderAll(ctx, daemon.RESTReader{Client: c}); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	if cfg.InitMarker != "" {
 		marker := fmt.Sprintf("rendered %d templates at %s\n", len(cfg.Templates), time.Now().UTC().Format(time.RFC3339))
@@ -107,142 +144,4 @@ func agentBootstrap(ctx context.Context, cfg *config.Config) (*client.Client, *b
 		errs = append(errs, err)
 	}
 	return nil, nil, fmt.Errorf("agent: no core reachable: %w", errors.Join(errs...))
-}
-
-// renderJob is one template, rendered and waiting to be written.
-type renderJob struct {
-	tmpl   config.Template
-	out    []byte
-	action reload.Action
-}
-
-// renderOnce renders every template, fetching what it reads, then writes
-// each file and runs its reload when the content changed. Nothing is
-// written unless every template rendered.
-func renderOnce(ctx context.Context, cfg *config.Config, c *client.Client, stderr io.Writer) error {
-	fc := &coreFetcher{
-		client: c,
-		cache: cache.New(cache.Options{
-			MaxEntries: cfg.Cache.MaxEntries, TTL: time.Duration(cfg.Cache.TTL),
-		}),
-		fetched: map[string]bool{},
-	}
-	jobs := make([]renderJob, 0, len(cfg.Templates))
-	for _, t := range cfg.Templates {
-		out, err := fc.render(ctx, t)
-		if err != nil {
-			return err
-		}
-		job := renderJob{tmpl: t, out: out}
-		if t.Reload != nil {
-			if job.action, err = reload.New(*t.Reload); err != nil {
-				return fmt.Errorf("agent: template %q: %w", t.Name, err)
-			}
-		}
-		jobs = append(jobs, job)
-	}
-	for _, j := range jobs {
-		changed, err := sink.Write(j.tmpl.Destination, j.out, j.tmpl.Mode())
-		if err != nil {
-			return fmt.Errorf("agent: template %q: %w", j.tmpl.Name, err)
-		}
-		if !changed {
-			fmt.Fprintf(stderr, "agent: template %q: %s unchanged\n", j.tmpl.Name, j.tmpl.Destination)
-			continue
-		}
-		fmt.Fprintf(stderr, "agent: template %q: wrote %s\n", j.tmpl.Name, j.tmpl.Destination)
-		if j.action != nil {
-			if err := j.action.Run(ctx); err != nil {
-				return fmt.Errorf("agent: template %q: %w", j.tmpl.Name, err)
-			}
-		}
-	}
-	return nil
-}
-
-// coreFetcher fills a cache from the core as templates ask for paths.
-type coreFetcher struct {
-	client  *client.Client
-	cache   *cache.Cache
-	fetched map[string]bool // paths asked of the core (found or not)
-}
-
-// render renders t, fetching from the core every path it reads that was
-// not fetched yet, until a render reads nothing new.
-func (f *coreFetcher) render(ctx context.Context, t config.Template) ([]byte, error) {
-	text := t.Contents
-	if t.Source != "" {
-		b, err := os.ReadFile(t.Source)
-		if err != nil {
-			return nil, fmt.Errorf("agent: template %q: source: %w", t.Name, err)
-		}
-		text = string(b)
-	}
-	tmpl, err := render.Compile(t.Name, text, render.Options{MissingKey: t.MissingKey})
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	for range maxFetchRounds {
-		out, paths, err := tmpl.Render(ctx, f.cache)
-		var fresh []string
-		for _, p := range paths {
-			if !f.fetched[p] {
-				fresh = append(fresh, p)
-			}
-		}
-		if len(fresh) == 0 {
-			if err != nil {
-				return nil, fmt.Errorf("agent: %w", err)
-			}
-			return out, nil
-		}
-		for _, p := range fresh {
-			if err := f.fetch(ctx, t, p); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return nil, fmt.Errorf("agent: template %q: still reading new secret paths after %d rounds", t.Name, maxFetchRounds)
-}
-
-// fetch reads path from the core into the cache. A secret the core does
-// not have is an error unless the template renders missing secrets as
-// empty (missing_key: zero).
-func (f *coreFetcher) fetch(ctx context.Context, t config.Template, path string) error {
-	f.fetched[path] = true
-	if err := checkSecretPath(path); err != nil {
-		return fmt.Errorf("agent: template %q: secret %q: %w", t.Name, path, err)
-	}
-	resp, err := f.client.Read(ctx, path, nil)
-	switch {
-	case errors.Is(err, client.ErrNotFound):
-		if t.MissingKey == config.MissingKeyZero {
-			return nil
-		}
-		return fmt.Errorf("agent: template %q: secret %q does not exist on the core", t.Name, path)
-	case errors.Is(err, client.ErrPermissionDenied):
-		return fmt.Errorf("agent: template %q: secret %q: permission denied: the agent's policies do not allow reading it", t.Name, path)
-	case err != nil:
-		return fmt.Errorf("agent: template %q: read secret %q: %w", t.Name, path, err)
-	}
-	data := resp.Data
-	if data == nil {
-		data = map[string]any{}
-	}
-	f.cache.Put(path, data)
-	return nil
-}
-
-// checkSecretPath refuses paths that are not a plain relative API path:
-// templates come from configuration and pod annotations.
-func checkSecretPath(p string) error {
-	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#\\") {
-		return errors.New("not a relative API path like secrets/app/db")
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return errors.New("not a relative API path like secrets/app/db")
-		}
-	}
-	return nil
 }

@@ -271,9 +271,9 @@ func TestAgentInitFailures(t *testing.T) {
 			args: []string{"-init"}, code: 1,
 			errs: []string{"login refused"}, notErr: []string{"not-the-secret-id", sid},
 		},
-		"daemon mode": {
+		"daemon mode without an agent listener": {
 			cfg:  e.config("daemon.yaml", tmpl("t", "x")),
-			code: 2, errs: []string{"daemon mode (WebSocket push) is not built yet; use -init"},
+			code: 1, errs: []string{"core.agent_addresses", "missing"},
 		},
 	}
 	for name, tc := range tests {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -120,7 +121,7 @@ The server is SECRETHUB_ADDR (default http://127.0.0.1:4000); commands that
 need rights send SECRETHUB_TOKEN.`,
 	}
 	cf.register(cmd)
-	cmd.AddCommand(newSysInitCmd(&cf), newSysUnsealCmd(&cf), newSysSealCmd(&cf), newSysStatusCmd(&cf), newSysRotateCmd(&cf))
+	cmd.AddCommand(newSysInitCmd(&cf), newSysUnsealCmd(&cf), newSysSealCmd(&cf), newSysStatusCmd(&cf), newSysRotateCmd(&cf), newSysAgentsCmd(&cf))
 	return cmd
 }
 
@@ -324,5 +325,44 @@ SECRETHUB_TOKEN.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "Success! Rotated the barrier key: term %d, installed %s.\n", ks.Term, ks.InstallTime)
 			return nil
 		},
+	}
+}
+
+func newSysAgentsCmd(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "agents",
+		Short: "List the agents connected to this server",
+		Long: `List the agents holding a WebSocket to this server: their id, name,
+identity (the token accessor in their certificate), address, version, when
+they connected, their last heartbeat and the paths they watch. Needs read
+on sys/agents.`,
+		Args: cobra.NoArgs,
+		RunE: runClient(cf, func(cmd *cobra.Command, _ []string, c *client.Client) error {
+			var resp struct {
+				Data struct {
+					Agents []wire.AgentInfo `json:"agents"`
+				} `json:"data"`
+			}
+			if err := c.Do(cmd.Context(), http.MethodGet, "sys/agents", nil, &resp); err != nil {
+				return err
+			}
+			agents := resp.Data.Agents
+			if agents == nil {
+				agents = []wire.AgentInfo{}
+			}
+			if cf.format == "json" {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"agents": agents})
+			}
+			if len(agents) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "No agents connected.")
+				return nil
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tNAME\tADDRESS\tVERSION\tCONNECTED SINCE\tLAST HEARTBEAT\tWATCHED")
+			for _, a := range agents {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", a.ID, a.Name, a.Address, a.Version, a.ConnectedSince, a.LastHeartbeat, len(a.Watched))
+			}
+			return w.Flush()
+		}),
 	}
 }

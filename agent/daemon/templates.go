@@ -1,0 +1,282 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/secrethub/secrethub/agent/cache"
+	"github.com/secrethub/secrethub/agent/config"
+	"github.com/secrethub/secrethub/agent/reload"
+	"github.com/secrethub/secrethub/agent/render"
+	"github.com/secrethub/secrethub/agent/sink"
+	"github.com/secrethub/secrethub/core/client"
+	"github.com/secrethub/secrethub/core/wire"
+)
+
+// maxFetchRounds bounds render → fetch → render rounds for one template:
+// each round fetches at least one new path, and a template whose paths
+// come from secrets could otherwise keep asking for more.
+const maxFetchRounds = 64
+
+// Reader reads a secret from the core: the WebSocket connection
+// (agent/conn) in daemon mode, the REST client in -init mode without an
+// agent listener. Errors match core/client's ErrNotFound,
+// ErrPermissionDenied and ErrSealed.
+type Reader interface {
+	Read(ctx context.Context, path string) (*wire.Response, error)
+}
+
+// RESTReader adapts the REST client to Reader.
+type RESTReader struct{ Client *client.Client }
+
+// Read reads path over REST.
+func (r RESTReader) Read(ctx context.Context, path string) (*wire.Response, error) {
+	return r.Client.Read(ctx, path, nil)
+}
+
+// template is one configured template and what its last render read.
+type template struct {
+	cfg    config.Template
+	tmpl   *render.Template
+	action reload.Action
+	paths  []string // paths read by the last successful render
+}
+
+// Templates renders the configured templates from a cache, fetching what
+// the cache lacks through a Reader, and writes them with their reloads.
+// It is not safe for concurrent use: the daemon calls it from one
+// goroutine.
+type Templates struct {
+	list    []*template
+	cache   *cache.Cache
+	missing map[string]bool // paths the core said do not exist
+	log     *slog.Logger
+}
+
+// NewTemplates compiles every template of cfg.
+func NewTemplates(cfg *config.Config, c *cache.Cache, log *slog.Logger) (*Templates, error) {
+	ts := &Templates{cache: c, missing: map[string]bool{}, log: log}
+	for _, tc := range cfg.Templates {
+		text := tc.Contents
+		if tc.Source != "" {
+			b, err := os.ReadFile(tc.Source)
+			if err != nil {
+				return nil, fmt.Errorf("template %q: source: %w", tc.Name, err)
+			}
+			text = string(b)
+		}
+		tmpl, err := render.Compile(tc.Name, text, render.Options{MissingKey: tc.MissingKey})
+		if err != nil {
+			return nil, err
+		}
+		t := &template{cfg: tc, tmpl: tmpl}
+		if tc.Reload != nil {
+			if t.action, err = reload.New(*tc.Reload); err != nil {
+				return nil, fmt.Errorf("template %q: %w", tc.Name, err)
+			}
+		}
+		ts.list = append(ts.list, t)
+	}
+	return ts, nil
+}
+
+// Paths returns every path the templates read in their last renders,
+// sorted and without duplicates.
+func (ts *Templates) Paths() []string {
+	var out []string
+	for _, t := range ts.list {
+		out = append(out, t.paths...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Reads reports whether a template read path in its last render.
+func (ts *Templates) Reads(path string) bool {
+	for _, t := range ts.list {
+		if slices.Contains(t.paths, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// rendered is one template's output, not yet written.
+type rendered struct {
+	t   *template
+	out []byte
+}
+
+// RenderAll renders every template, fetching through r what the cache
+// lacks (r nil: render from the cache only), and only when all rendered
+// writes each file whose content changed and runs its reload. It returns
+// the names of the files written.
+func (ts *Templates) RenderAll(ctx context.Context, r Reader) ([]string, error) {
+	return ts.renderAndWrite(ctx, r, ts.list)
+}
+
+// RenderReading renders the templates that read path in their last
+// render, or that failed so far (they have no paths yet).
+func (ts *Templates) RenderReading(ctx context.Context, r Reader, paths ...string) ([]string, error) {
+	var sel []*template
+	for _, t := range ts.list {
+		if t.paths == nil {
+			sel = append(sel, t)
+			continue
+		}
+		for _, p := range paths {
+			if slices.Contains(t.paths, p) {
+				sel = append(sel, t)
+				break
+			}
+		}
+	}
+	// Each template stands alone here: one that fails does not hold back
+	// the files of the others.
+	var written []string
+	var errs []error
+	for _, t := range sel {
+		w, err := ts.renderAndWrite(ctx, r, []*template{t})
+		written = append(written, w...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return written, errors.Join(errs...)
+}
+
+func (ts *Templates) renderAndWrite(ctx context.Context, r Reader, list []*template) ([]string, error) {
+	outs := make([]rendered, 0, len(list))
+	paths := make([][]string, 0, len(list))
+	for _, t := range list {
+		out, p, err := ts.render(ctx, r, t)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, rendered{t: t, out: out})
+		paths = append(paths, p)
+	}
+	var written []string
+	for i, o := range outs {
+		o.t.paths = paths[i]
+		if o.t.paths == nil {
+			o.t.paths = []string{}
+		}
+		changed, err := sink.Write(o.t.cfg.Destination, o.out, o.t.cfg.Mode())
+		if err != nil {
+			return written, fmt.Errorf("template %q: %w", o.t.cfg.Name, err)
+		}
+		if !changed {
+			continue
+		}
+		written = append(written, o.t.cfg.Destination)
+		ts.log.Info("template rendered", "template", o.t.cfg.Name, "destination", o.t.cfg.Destination)
+		if o.t.action != nil {
+			if err := o.t.action.Run(ctx); err != nil {
+				return written, fmt.Errorf("template %q: reload: %w", o.t.cfg.Name, err)
+			}
+			ts.log.Info("reload done", "template", o.t.cfg.Name)
+		}
+	}
+	return written, nil
+}
+
+// render renders t, fetching every path it reads that is neither cached
+// nor known missing, until a render reads nothing new.
+func (ts *Templates) render(ctx context.Context, r Reader, t *template) ([]byte, []string, error) {
+	asked := map[string]bool{}
+	for range maxFetchRounds {
+		out, paths, err := t.tmpl.Render(ctx, ts.cache)
+		var fresh []string
+		for _, p := range paths {
+			if asked[p] || ts.missing[p] {
+				continue
+			}
+			if _, _, _, ok := ts.cache.Get(p); !ok {
+				fresh = append(fresh, p)
+			}
+		}
+		if len(fresh) == 0 || r == nil {
+			if err == nil {
+				return out, paths, nil
+			}
+			if errors.Is(err, render.ErrNotFound) {
+				for _, p := range paths {
+					if ts.missing[p] {
+						return nil, nil, fmt.Errorf("template %q: secret %q does not exist on the core", t.cfg.Name, p)
+					}
+				}
+			}
+			return nil, nil, err
+		}
+		for _, p := range fresh {
+			asked[p] = true
+			if _, err := ts.Fetch(ctx, r, p); err != nil && !errors.Is(err, client.ErrNotFound) {
+				return nil, nil, fmt.Errorf("template %q: %w", t.cfg.Name, err)
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("template %q: still reading new secret paths after %d rounds", t.cfg.Name, maxFetchRounds)
+}
+
+// Fetch reads path through r into the cache and reports whether the
+// cached value changed. A secret the core does not have is dropped from
+// the cache and remembered as missing; the error then wraps
+// client.ErrNotFound.
+func (ts *Templates) Fetch(ctx context.Context, r Reader, path string) (changed bool, err error) {
+	if err := CheckSecretPath(path); err != nil {
+		return false, fmt.Errorf("secret %q: %w", path, err)
+	}
+	resp, err := r.Read(ctx, path)
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		_, _, _, had := ts.cache.Get(path)
+		ts.cache.Invalidate(path)
+		ts.missing[path] = true
+		return had, fmt.Errorf("secret %q does not exist on the core: %w", path, err)
+	case errors.Is(err, client.ErrPermissionDenied):
+		return false, fmt.Errorf("secret %q: the agent's policies do not allow reading it: %w", path, err)
+	case err != nil:
+		return false, fmt.Errorf("read secret %q: %w", path, err)
+	}
+	data := resp.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	delete(ts.missing, path)
+	old, _, _, had := ts.cache.Get(path)
+	ts.cache.Put(path, data)
+	return !had || !reflect.DeepEqual(old, data), nil
+}
+
+// CheckSecretPath refuses paths that are not a plain relative API path:
+// templates come from configuration and pod annotations.
+func CheckSecretPath(p string) error {
+	bad := errors.New("not a relative API path like secrets/app/db")
+	if p == "" || len(p) > 1024 || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#\\") {
+		return bad
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return bad
+		}
+	}
+	return nil
+}
+
+// AllRendered reports whether every template has rendered successfully
+// at least once.
+func (ts *Templates) AllRendered() bool {
+	for _, t := range ts.list {
+		if t.paths == nil {
+			return false
+		}
+	}
+	return true
+}
