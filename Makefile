@@ -8,7 +8,7 @@ STATICCHECK := $(CACHE)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 LOAD_DURATION ?= 3s
 export SECRETHUB_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: build run test test-services bench bench-http lint vet fmt fuzz clean
+.PHONY: build run test test-services bench bench-http bench-agents lint vet fmt fuzz clean
 
 build: ## Build bin/secrethub
 	$(GO) build -o $(BIN) ./cmd/secrethub
@@ -28,6 +28,23 @@ bench: test-services build ## Run the benchmarks, then load the HTTP API against
 
 bench-http: test-services build ## Only the HTTP load test (LOAD_DURATION, default 3s)
 	$(GO) run ./hack/loadgen -bin $(BIN) -duration $(LOAD_DURATION) -concurrency 1,16,64
+
+AGENTLOAD_COUNTS ?= 1000 10000
+AGENTLOAD_ADDR ?= 127.0.0.1:4210
+AGENTLOAD_AGENT_ADDR ?= 127.0.0.1:4211
+
+bench-agents: build ## One dev core holding AGENTLOAD_COUNTS agent WebSockets: its RSS and push latency
+	$(GO) build -o bin/agentload ./hack/agentload
+	@set -e; token=agentload-$$RANDOM$$RANDOM; for n in $(AGENTLOAD_COUNTS); do \
+	  ./$(BIN) server -dev -dev-root-token-id $$token -listen-address $(AGENTLOAD_ADDR) \
+	    -agent-listen-address $(AGENTLOAD_AGENT_ADDR) -log-level warn >/dev/null 2>bin/agentload-server.log & pid=$$!; \
+	  trap 'kill $$pid 2>/dev/null || true' EXIT INT TERM; \
+	  echo "== $$n agents (core pid $$pid)"; \
+	  status=0; ./bin/agentload -addr http://$(AGENTLOAD_ADDR) -token $$token -agent-addr $(AGENTLOAD_AGENT_ADDR) \
+	    -core-pid $$pid -connections $$n || status=$$?; \
+	  kill $$pid; wait $$pid || true; \
+	  if [ $$status -ne 0 ]; then echo "agentload failed; server log: bin/agentload-server.log"; exit $$status; fi; \
+	done
 
 vet:
 	$(GO) vet ./...
