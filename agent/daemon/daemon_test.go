@@ -1,0 +1,238 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/secrethub/secrethub/agent/bootstrap"
+	"github.com/secrethub/secrethub/agent/config"
+	"github.com/secrethub/secrethub/agent/daemon"
+	"github.com/secrethub/secrethub/core"
+	"github.com/secrethub/secrethub/core/audit"
+	"github.com/secrethub/secrethub/core/client"
+	corehttp "github.com/secrethub/secrethub/core/http"
+	"github.com/secrethub/secrethub/core/storage/inmem"
+)
+
+// testCore is a core in-process: REST and mTLS agent listeners, inmem
+// storage, initialized and unsealed, with a root client.
+type testCore struct {
+	root      *client.Client
+	agentURL  string
+	restURL   string
+	agentCore *core.Core
+}
+
+func newTestCore(tb testing.TB, agentCertTTL time.Duration) *testCore {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
+		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}, AgentCertTTL: agentCertTTL})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)})
+	rest := httptest.NewServer(h)
+	tb.Cleanup(rest.Close)
+	agentSrv := httptest.NewUnstartedServer(h)
+	agentSrv.TLS = c.AgentTLSConfig()
+	agentSrv.StartTLS()
+	tb.Cleanup(agentSrv.Close)
+	cl, err := client.New(client.Config{Address: rest.URL})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	init, err := cl.Init(ctx, 1, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := cl.Unseal(ctx, init.Keys[0]); err != nil {
+		tb.Fatal(err)
+	}
+	cl.SetToken(init.RootToken)
+	return &testCore{root: cl, agentURL: agentSrv.URL, restURL: rest.URL, agentCore: c}
+}
+
+// identity gives an agent identity for a token with the given policy and
+// time to live.
+func (tc *testCore) identity(tb testing.TB, policy, ttl string) *bootstrap.Identity {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := tc.root.Write(ctx, "sys/policies/acl/agent", map[string]any{"policy": policy}); err != nil {
+		tb.Fatal(err)
+	}
+	tok, err := tc.root.Write(ctx, "auth/token/create", map[string]any{"policies": []string{"agent"}, "ttl": ttl, "explicit_max_ttl": "1h"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "bench"}}, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ac, err := client.New(client.Config{Address: tc.restURL})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ac.SetToken(tok.Auth.ClientToken)
+	resp, err := ac.Write(ctx, "sys/agent/certificate", map[string]any{
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), "name": "bench"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	blk, _ := pem.Decode([]byte(resp.Data["certificate"].(string)))
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &bootstrap.Identity{Certificate: cert, Key: key, CAPEM: resp.Data["issuing_ca"].(string)}
+}
+
+// BenchmarkWriteToRender measures the time from the start of a KV write
+// (REST, audited) to the agent's reload of the re-rendered file (the reload is an HTTP
+// request to a loopback server, made right after the file's rename). Each
+// iteration is one change; p50 and p99 are reported.
+//
+//	go test -run '^$' -bench WriteToRender -benchtime 1000x ./agent/daemon
+func BenchmarkWriteToRender(b *testing.B) {
+	ctx := context.Background()
+	tc := newTestCore(b, 0)
+	id := tc.identity(b, "rules:\n- path: secrets/app/*\n  capabilities: [read]\n", "24h")
+	if _, err := tc.root.Write(ctx, "secrets/app/db", map[string]any{"password": "v0"}); err != nil {
+		b.Fatal(err)
+	}
+	reloaded := make(chan time.Time, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		reloaded <- time.Now()
+	}))
+	b.Cleanup(hook.Close)
+	dir := b.TempDir()
+	cfg := &config.Config{
+		Core: config.Core{Addresses: []string{tc.restURL}, AgentAddresses: []string{tc.agentURL}},
+		Templates: []config.Template{{
+			Name: "db", Contents: `{{ (secret "secrets/app/db").password }}`, Destination: filepath.Join(dir, "db"),
+			Reload: &config.Reload{HTTP: &config.HTTPReload{URL: hook.URL}},
+		}},
+	}
+	cfg.FillDefaults()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	b.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-reloaded: // the first render
+	case <-time.After(30 * time.Second):
+		b.Fatal("no first render")
+	}
+
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		written := time.Now()
+		if _, err := tc.root.Write(ctx, "secrets/app/db", map[string]any{"password": fmt.Sprintf("v%d", i+1)}); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case at := <-reloaded:
+			lat = append(lat, at.Sub(written))
+		case <-time.After(30 * time.Second):
+			b.Fatalf("change %d not rendered", i+1)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// TestRenewalWhileRunning runs the daemon with a certificate that must be
+// renewed within half a minute and a token that lives three seconds: the daemon
+// replaces the certificate in the state directory through the agent
+// listener and keeps the token alive, so a change made after both would
+// have expired still reaches the file.
+func TestRenewalWhileRunning(t *testing.T) {
+	ctx := context.Background()
+	// Agent certificates live at least a minute and are backdated 30s, so
+	// this one lives 90s and is due for renewal at two thirds of that, 30s
+	// after it is issued.
+	tc := newTestCore(t, time.Minute)
+	id := tc.identity(t, "rules:\n- path: secrets/app/*\n  capabilities: [read]\n", "3s")
+	if _, err := tc.root.Write(ctx, "secrets/app/db", map[string]any{"password": "v0"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "db")
+	cfg := &config.Config{
+		Core:      config.Core{Addresses: []string{tc.restURL}, AgentAddresses: []string{tc.agentURL}},
+		StateDir:  filepath.Join(dir, "state"),
+		Templates: []config.Template{{Name: "db", Contents: `{{ (secret "secrets/app/db").password }}`, Destination: dest}},
+	}
+	cfg.FillDefaults()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitUntil(t, "first render", func() bool { return readOr(dest) == "v0" })
+	waitUntil(t, "a renewed certificate in the state directory", func() bool {
+		b, err := os.ReadFile(filepath.Join(cfg.StateDir, bootstrap.CertFile))
+		if err != nil {
+			return false
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return false
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		return err == nil && c.SerialNumber.Cmp(id.Certificate.SerialNumber) != 0
+	})
+	if _, err := tc.root.Write(ctx, "secrets/app/db", map[string]any{"password": "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the change after renewals", func() bool { return readOr(dest) == "v1" })
+	if st, err := os.Stat(filepath.Join(cfg.StateDir, bootstrap.KeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v, %v", st, err)
+	}
+}
+
+func readOr(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// waitUntil polls cond for up to a minute.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
