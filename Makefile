@@ -10,8 +10,9 @@ export SECRETHUB_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgre
 
 .PHONY: build run test test-services bench bench-http bench-agents lint vet fmt fuzz clean
 
-build: ## Build bin/secrethub
+build: ## Build bin/secrethub and the slim bin/secrethub-agent
 	$(GO) build -o $(BIN) ./cmd/secrethub
+	$(GO) build -o bin/secrethub-agent ./cmd/secrethub-agent
 
 run: build ## Start the core in dev mode on 127.0.0.1:4000
 	./$(BIN) server -dev
@@ -33,8 +34,9 @@ AGENTLOAD_COUNTS ?= 1000 10000
 AGENTLOAD_ADDR ?= 127.0.0.1:4210
 AGENTLOAD_AGENT_ADDR ?= 127.0.0.1:4211
 
-bench-agents: build ## One dev core holding AGENTLOAD_COUNTS agent WebSockets: its RSS and push latency
+bench-agents: build ## One dev core holding AGENTLOAD_COUNTS agent WebSockets (RSS, push latency); idle agent RSS
 	$(GO) build -o bin/agentload ./hack/agentload
+	$(GO) build -o bin/agentrss ./hack/agentrss
 	@set -e; token=agentload-$$RANDOM$$RANDOM; for n in $(AGENTLOAD_COUNTS); do \
 	  ./$(BIN) server -dev -dev-root-token-id $$token -listen-address $(AGENTLOAD_ADDR) \
 	    -agent-listen-address $(AGENTLOAD_AGENT_ADDR) -log-level warn >/dev/null 2>bin/agentload-server.log & pid=$$!; \
@@ -44,7 +46,14 @@ bench-agents: build ## One dev core holding AGENTLOAD_COUNTS agent WebSockets: i
 	    -core-pid $$pid -connections $$n || status=$$?; \
 	  kill $$pid; wait $$pid || true; \
 	  if [ $$status -ne 0 ]; then echo "agentload failed; server log: bin/agentload-server.log"; exit $$status; fi; \
-	done
+	done; \
+	./$(BIN) server -dev -dev-root-token-id $$token -listen-address $(AGENTLOAD_ADDR) \
+	  -agent-listen-address $(AGENTLOAD_AGENT_ADDR) -log-level warn >/dev/null 2>bin/agentload-server.log & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null || true' EXIT INT TERM; \
+	echo "== idle agent (bin/secrethub-agent)"; \
+	status=0; ./bin/agentrss -bin bin/secrethub-agent -addr http://$(AGENTLOAD_ADDR) -token $$token \
+	  -agent-addr $(AGENTLOAD_AGENT_ADDR) || status=$$?; \
+	kill $$pid; wait $$pid || true; exit $$status
 
 vet:
 	$(GO) vet ./...

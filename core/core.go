@@ -25,10 +25,11 @@ import (
 	"github.com/secrethub/secrethub/core/seal"
 	"github.com/secrethub/secrethub/core/storage"
 	"github.com/secrethub/secrethub/core/token"
+	"github.com/secrethub/secrethub/internal/version"
 )
 
 // Version is SecretHub's version, reported by health and seal status.
-const Version = "0.1.0-dev"
+const Version = version.Version
 
 // unsealTimeout bounds the work of an unseal: opening the keyring, the
 // audit log and the mounts.

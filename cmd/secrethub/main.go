@@ -10,11 +10,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"regexp"
 	"syscall"
 	_ "time/tzdata" // policy time zones load even on hosts without a zone database
 
 	"github.com/spf13/cobra"
+
+	"github.com/secrethub/secrethub/internal/cliargs"
 )
 
 func main() {
@@ -36,7 +37,7 @@ func (e *exitError) Error() string { return e.msg }
 // run executes the command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdin, stdout, stderr)
-	root.SetArgs(normalizeArgs(args))
+	root.SetArgs(cliargs.Normalize(args))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -74,25 +75,4 @@ are the same.`,
 	root.SetErr(stderr)
 	root.AddCommand(newServerCmd(), newSysCmd(), newLoginCmd(), newKVCmd(), newPolicyCmd(), newTokenCmd(), newAppRoleCmd(), newAuditCmd(), newPKICmd(), newAgentCmd())
 	return root
-}
-
-// longFlag matches a long flag written with a single dash, such as
-// -format=json or -dev.
-var longFlag = regexp.MustCompile(`^-[a-zA-Z][a-zA-Z0-9-]+(=.*)?$`)
-
-// normalizeArgs rewrites single-dash long flags (-dev, -format=json) into
-// the double-dash form cobra parses, so the Vault-style spelling that
-// SecretHub documents works. Arguments after "--" are left alone.
-func normalizeArgs(args []string) []string {
-	out := make([]string, 0, len(args))
-	for i, a := range args {
-		if a == "--" {
-			return append(out, args[i:]...)
-		}
-		if longFlag.MatchString(a) {
-			a = "-" + a
-		}
-		out = append(out, a)
-	}
-	return out
 }
