@@ -96,8 +96,9 @@ type daemon struct {
 	conn  *conn.Conn // safe for concurrent use
 	ev    *events
 
-	dirty      bool // the cache changed since it was saved
-	allReady   bool // every template rendered once
+	onceErr    error // with Options.Once: the render error that ends Run
+	dirty      bool  // the cache changed since it was saved
+	allReady   bool  // every template rendered once
 	retryAt    time.Time
 	certAt     time.Time
 	tokenAt    time.Time
@@ -105,7 +106,8 @@ type daemon struct {
 }
 
 // Run runs the agent until ctx is done (or, with Once, until every
-// template rendered once). It returns nil when ctx ends it.
+// template rendered once, or a render failed: that error is returned). It
+// returns nil when ctx ends it.
 func Run(ctx context.Context, opts Options) error {
 	if opts.Config == nil || opts.Identity == nil {
 		return errors.New("daemon: config and identity are required")
@@ -225,8 +227,8 @@ func (d *daemon) loop(ctx context.Context) error {
 		if d.dirty {
 			d.saveCache()
 		}
-		if d.opts.Once && d.allReady {
-			return nil
+		if d.opts.Once && (d.allReady || d.onceErr != nil) {
+			return d.onceErr
 		}
 		timer.Reset(d.nextTimer())
 		select {
@@ -339,6 +341,12 @@ func (d *daemon) renderAll(ctx context.Context, r Reader) {
 // afterRender records a render's outcome and writes the init marker after
 // the first full render.
 func (d *daemon) afterRender(err error) {
+	if err != nil && d.opts.Once {
+		// -init reports the reason and exits rather than waiting for a
+		// fix: the init container is restarted by its pod.
+		d.onceErr = err
+		return
+	}
 	if err != nil {
 		d.log.Error("render failed; will retry", "error", err.Error())
 		d.retryAt = d.now().Add(retryDelay)

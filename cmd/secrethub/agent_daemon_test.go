@@ -364,6 +364,35 @@ templates:
 		t.Errorf("sys agents = %+v, want one agent watching secrets/app/db", agents)
 	}
 
+	// -init over the WebSocket: a template the role may not read fails the
+	// run with the reason; a readable one renders and exits 0.
+	initCfg := func(name, secretPath string) string {
+		return write(filepath.Join(dir, name+".yaml"), fmt.Sprintf(`core:
+  addresses: [%q]
+  agent_addresses: ["https://%s"]
+auth:
+  role_id_file: %s
+  secret_id_file: %s
+state_dir: %s
+templates:
+  - name: %s
+    contents: '{{ (secret %q).password }}'
+    destination: %s
+`, node.srv.addr, agentAddr2, filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id"),
+			filepath.Join(dir, "state-"+name), name, secretPath, filepath.Join(out, name)))
+	}
+	node.cli("kv", "put", "other/x", "password=hidden")
+	env := []string{noRaceExitSleep, "SECRETHUB_CORE_URL=", "SECRETHUB_ROLE_ID=", "SECRETHUB_SECRET_ID="}
+	if code, _, errOut := cli(t, env, "", "agent", "-config", initCfg("denied", "secrets/other/x"), "-init"); code == 0 ||
+		!strings.Contains(errOut, "permission denied") || strings.Contains(errOut, "hidden") {
+		t.Errorf("-init of a denied secret: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := cli(t, env, "", "agent", "-config", initCfg("allowed", "secrets/app/db"), "-init"); code != 0 {
+		t.Errorf("-init: exit %d\n%s", code, errOut)
+	} else if got := readFile(t, filepath.Join(out, "allowed")); got != "three" {
+		t.Errorf("-init rendered %q, want three", got)
+	}
+
 	// Offline start: with the core down, a restarted agent renders from
 	// its persisted cache.
 	agent.stop(t)
