@@ -80,6 +80,57 @@ type Response struct {
 	// instead of an envelope (CA certificates in PEM, CRLs, ...).
 	Raw            []byte
 	RawContentType string
+	// Secret, when set, is a credential the engine just created: the core
+	// gives it a lease (the response then carries lease_id,
+	// lease_duration and renewable), renews it through the engine's
+	// SecretRenewer and revokes it through its SecretRevoker at expiry.
+	Secret *Secret
+}
+
+// Secret is a leased credential an engine issued.
+type Secret struct {
+	// TTL is the lease's duration; MaxTTL bounds its renewals, counted
+	// from issue. Zero MaxTTL means the core's default maximum.
+	TTL, MaxTTL time.Duration
+	// Renewable says whether the lease may be renewed.
+	Renewable bool
+	// InternalData is what the engine needs to renew or revoke the
+	// credential (a user name, a role name, ...). It is stored encrypted
+	// with the lease and never shown to clients. JSON-shaped values only.
+	InternalData map[string]any
+}
+
+// SecretLease is a lease as the core hands it back to the engine that
+// issued its credential.
+type SecretLease struct {
+	// LeaseID is the lease's id, like "database/creds/app/<random>".
+	LeaseID string
+	// IssuePath is the request path that issued the credential, relative
+	// to the mount ("creds/app").
+	IssuePath string
+	// InternalData is Secret.InternalData as it was issued.
+	InternalData map[string]any
+	// IssueTime is when the credential was issued; ExpireTime is when the
+	// lease ends (for a renewal: the new end, already capped by the
+	// lease's MaxTTL).
+	IssueTime, ExpireTime time.Time
+}
+
+// SecretRenewer is implemented by engines whose leased credentials can be
+// extended (a database role's VALID UNTIL, ...).
+type SecretRenewer interface {
+	// RenewSecret extends the credential of l to l.ExpireTime.
+	RenewSecret(ctx context.Context, l *SecretLease) error
+}
+
+// SecretRevoker is implemented by every engine that answers with a
+// Secret.
+type SecretRevoker interface {
+	// RevokeSecret removes the credential of l. It must be idempotent: a
+	// credential already gone is revoked. An error means "try again
+	// later" (the target is down): the core retries with backoff and
+	// never forgets the lease.
+	RevokeSecret(ctx context.Context, l *SecretLease) error
 }
 
 // Auth is a token handed to a client.
