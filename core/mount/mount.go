@@ -74,14 +74,21 @@ func (t *Table) Match(path string) (Entry, bool) {
 	return Entry{}, false
 }
 
-// With returns a table with e added. It refuses a path that is taken, or
-// that nests in or around another mount.
+// With returns a table with e added. It refuses a path that is taken.
+// Secrets engines may nest (a mount at "secrets/dynamic/postgresql/"
+// inside "secrets/"): the longest prefix serves a path, so the inner mount
+// hides the outer one's paths below it (docs/decisions/0008). Under auth/
+// nothing nests.
 func (t *Table) With(e Entry) (*Table, error) {
 	if err := ValidatePath(e.Path); err != nil {
 		return nil, err
 	}
 	for _, o := range t.entries {
-		if strings.HasPrefix(e.Path, o.Path) || strings.HasPrefix(o.Path, e.Path) {
+		if e.Path == o.Path {
+			return nil, logical.Invalid("path", "%q is already mounted", e.Path)
+		}
+		auth := strings.HasPrefix(e.Path, "auth/") || strings.HasPrefix(o.Path, "auth/")
+		if auth && (strings.HasPrefix(e.Path, o.Path) || strings.HasPrefix(o.Path, e.Path)) {
 			return nil, logical.Invalid("path", "%q conflicts with the existing mount %q", e.Path, o.Path)
 		}
 	}
