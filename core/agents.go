@@ -156,7 +156,9 @@ func (s *AgentSession) Read(ctx context.Context, path string) (*logical.Request,
 		}
 	}
 	resp, err := s.c.HandleRequest(context.WithValue(ctx, agentAuthKey{}, s.accessor), req)
-	watch := err == nil
+	// A dynamic credential is not watched: every read issues a new one,
+	// and its lease, not pushes, says when it must be replaced.
+	watch := err == nil && (resp == nil || resp.Secret == nil)
 	if StatusOf(err) == 404 && req.TokenAccessor != "" {
 		// A path no mount serves is a 404 before authorization: watch
 		// it only if the token may read it.
@@ -215,6 +217,33 @@ func (s *AgentSession) RenewToken(ctx context.Context, increment time.Duration) 
 		return TokenStatus{}, errors.New("renew: no token in the answer")
 	}
 	return TokenStatus{TTL: resp.Auth.LeaseDuration, Renewable: resp.Auth.Renewable}, nil
+}
+
+// RenewLease renews a lease through sys/leases/renew with the agent's
+// token (authorized and audited like a REST renewal; the lease's maximum
+// TTL caps it). The answer's envelope carries the lease's new duration.
+func (s *AgentSession) RenewLease(ctx context.Context, leaseID string, increment time.Duration) (*logical.Request, *logical.Response, error) {
+	data := map[string]any{"lease_id": leaseID}
+	if increment > 0 {
+		data["increment"] = strconv.FormatInt(int64(increment/time.Second), 10)
+	}
+	req := &logical.Request{
+		Operation: logical.OpUpdate, Path: "sys/leases/renew", Data: data,
+		ClientAddr: s.addr, PeerCertificates: s.peer,
+	}
+	resp, err := s.c.HandleRequest(context.WithValue(ctx, agentAuthKey{}, s.accessor), req)
+	return req, resp, err
+}
+
+// RevokeLease revokes a lease through sys/leases/revoke with the agent's
+// token.
+func (s *AgentSession) RevokeLease(ctx context.Context, leaseID string) error {
+	req := &logical.Request{
+		Operation: logical.OpUpdate, Path: "sys/leases/revoke", Data: map[string]any{"lease_id": leaseID},
+		ClientAddr: s.addr, PeerCertificates: s.peer,
+	}
+	_, err := s.c.HandleRequest(context.WithValue(ctx, agentAuthKey{}, s.accessor), req)
+	return err
 }
 
 // publishCommitted tells the agents watching it that a committed write or

@@ -81,6 +81,10 @@ type Config struct {
 	Templates []Template `json:"templates,omitempty"`
 	// Listener serves secrets to local applications. Optional.
 	Listener Listener `json:"listener"`
+	// RevokeLeasesOnShutdown revokes the leases of the dynamic credentials
+	// the agent rendered when it stops (SIGTERM), so they do not outlive
+	// the workload. Default false: they expire at the end of their TTL.
+	RevokeLeasesOnShutdown bool `json:"revoke_leases_on_shutdown,omitempty"`
 	// InitMarker, when set, is a file written after the first full render
 	// of every template (a Kubernetes startup probe checks it). Optional.
 	InitMarker string `json:"init_marker,omitempty"`

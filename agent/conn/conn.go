@@ -727,6 +727,42 @@ func (c *Conn) RenewToken(ctx context.Context, increment time.Duration) (ttl tim
 	return ttl, a.TokenRenewable, nil
 }
 
+// RenewLease renews a lease the agent holds (a dynamic credential it read)
+// by increment (0: the lease's own TTL). It returns the lease's remaining
+// duration, which the core caps at the lease's maximum TTL, and whether it
+// may be renewed again.
+func (c *Conn) RenewLease(ctx context.Context, leaseID string, increment time.Duration) (ttl time.Duration, renewable bool, err error) {
+	if leaseID == "" || len(leaseID) > MaxPathLength {
+		return 0, false, fmt.Errorf("renew lease: %w", ErrInvalidPath)
+	}
+	if increment < 0 {
+		return 0, false, fmt.Errorf("renew lease: negative increment %s", increment)
+	}
+	a, err := c.request(ctx, &wire.AgentMessage{Type: wire.AgentRenewLease, LeaseID: leaseID, Increment: int64(increment / time.Second)})
+	if err != nil {
+		return 0, false, fmt.Errorf("renew lease: %w", err)
+	}
+	if err := answerError(a, wire.AgentLease); err != nil {
+		return 0, false, fmt.Errorf("renew lease: %w", err)
+	}
+	return time.Duration(a.LeaseDurationSeconds) * time.Second, a.LeaseRenewable, nil
+}
+
+// RevokeLease revokes a lease the agent holds.
+func (c *Conn) RevokeLease(ctx context.Context, leaseID string) error {
+	if leaseID == "" || len(leaseID) > MaxPathLength {
+		return fmt.Errorf("revoke lease: %w", ErrInvalidPath)
+	}
+	a, err := c.request(ctx, &wire.AgentMessage{Type: wire.AgentRevokeLease, LeaseID: leaseID})
+	if err != nil {
+		return fmt.Errorf("revoke lease: %w", err)
+	}
+	if err := answerError(a, wire.AgentOK); err != nil {
+		return fmt.Errorf("revoke lease: %w", err)
+	}
+	return nil
+}
+
 // Connected reports whether a welcomed connection is live.
 func (c *Conn) Connected() bool {
 	c.mu.Lock()

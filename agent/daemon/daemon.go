@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,23 +172,32 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 
+	// The connection outlives ctx by the time it takes to revoke leases
+	// at shutdown (revoke_leases_on_shutdown).
+	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer connCancel()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = d.conn.Run(ctx)
+		_ = d.conn.Run(connCtx)
 	}()
 	if d.cfg.Listener.UnixSocket != "" {
 		if err := d.serveSocket(ctx, &wg); err != nil {
 			cancel()
+			connCancel()
 			wg.Wait()
 			return fmt.Errorf("daemon: listener: %w", err)
 		}
 	}
 	err = d.loop(ctx)
 	cancel()
+	if d.cfg.RevokeLeasesOnShutdown && !opts.Once {
+		d.revokeLeases()
+	}
+	connCancel()
 	wg.Wait()
 	d.saveCache()
 	return err
@@ -243,6 +253,11 @@ func (d *daemon) loop(ctx context.Context) error {
 // nextTimer is how long until the earliest timer is due.
 func (d *daemon) nextTimer() time.Duration {
 	next := d.certAt
+	for _, l := range d.ts.Leases() {
+		if due := leaseDue(l); due.Before(next) {
+			next = due
+		}
+	}
 	for _, t := range []time.Time{d.retryAt, d.tokenAt} {
 		if !t.IsZero() && t.Before(next) {
 			next = t
@@ -289,7 +304,13 @@ func (d *daemon) handleEvents(ctx context.Context) {
 func (d *daemon) catchUp(ctx context.Context) {
 	seen := map[string]bool{}
 	var paths []string
+	now := d.now()
 	for _, p := range append(d.ts.Paths(), d.cache.Paths()...) {
+		if l, ok := d.ts.Lease(p); ok && now.Before(l.Obtained.Add(l.TTL)) {
+			// A dynamic credential still leased: reading it again would
+			// issue another one. Its renewal timer keeps it.
+			continue
+		}
 		if !seen[p] {
 			seen[p] = true
 			paths = append(paths, p)
@@ -379,6 +400,7 @@ func (d *daemon) runTimers(ctx context.Context) {
 	if !now.Before(d.certAt) {
 		d.renewCertificate(ctx)
 	}
+	d.renewLeases(ctx)
 	if !d.tokenAt.IsZero() && !now.Before(d.tokenAt) {
 		d.tokenAt = time.Time{}
 		ttl, renewable, err := d.conn.RenewToken(ctx, 0)
@@ -479,5 +501,73 @@ func (d *daemon) saveCache() {
 	}
 	if err != nil {
 		d.log.Warn("saving the cache failed", "error", err.Error())
+	}
+}
+
+// leaseDue is when a lease is renewed (or, when it cannot be renewed any
+// more, its credential replaced): at two thirds of its time to live.
+func leaseDue(l *Lease) time.Time {
+	return l.Obtained.Add(l.TTL * 2 / 3)
+}
+
+// renewLeases renews the leases behind rendered credentials that are due,
+// and replaces a credential whose lease cannot be renewed any more (not
+// renewable, or capped by its maximum TTL) with a new one, rendering and
+// reloading the templates that read it.
+func (d *daemon) renewLeases(ctx context.Context) {
+	now := d.now()
+	var refetch []string
+	for path, l := range d.ts.Leases() {
+		if l.TTL <= 0 || now.Before(leaseDue(l)) || !d.conn.Connected() {
+			continue
+		}
+		if !l.Renewable {
+			refetch = append(refetch, path)
+			continue
+		}
+		ttl, renewable, err := d.conn.RenewLease(ctx, l.ID, l.Issued)
+		switch {
+		case err == nil:
+			l.TTL, l.Renewable, l.Obtained = ttl, renewable, now
+			if ttl < l.Issued {
+				// Capped by the lease's maximum: the next due time
+				// fetches a new credential before this one ends.
+				l.Renewable = false
+			}
+			d.log.Info("lease renewed", "path", path, "ttl", ttl.String())
+		case errors.Is(err, conn.ErrNotConnected):
+		default:
+			d.log.Warn("lease renewal failed; fetching a new credential", "path", path, "error", err.Error())
+			refetch = append(refetch, path)
+		}
+	}
+	if len(refetch) == 0 {
+		return
+	}
+	sort.Strings(refetch)
+	for _, p := range refetch {
+		delete(d.ts.Leases(), p)
+	}
+	d.log.Info("fetching new credentials", "paths", strings.Join(refetch, ","))
+	d.refresh(ctx, refetch)
+}
+
+// revokeLeases revokes every lease the agent holds, at shutdown.
+func (d *daemon) revokeLeases() {
+	if len(d.ts.Leases()) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.conn.WaitConnected(ctx); err != nil {
+		d.log.Warn("cannot revoke leases at shutdown: not connected", "leases", len(d.ts.Leases()))
+		return
+	}
+	for path, l := range d.ts.Leases() {
+		if err := d.conn.RevokeLease(ctx, l.ID); err != nil {
+			d.log.Warn("lease revocation at shutdown failed", "path", path, "error", err.Error())
+			continue
+		}
+		d.log.Info("lease revoked", "path", path)
 	}
 }

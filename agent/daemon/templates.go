@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/secrethub/secrethub/agent/cache"
 	"github.com/secrethub/secrethub/agent/config"
@@ -55,13 +56,36 @@ type template struct {
 type Templates struct {
 	list    []*template
 	cache   *cache.Cache
-	missing map[string]bool // paths the core said do not exist
+	missing map[string]bool   // paths the core said do not exist
+	leases  map[string]*Lease // dynamic credentials by path
 	log     *slog.Logger
 }
 
+// Lease is the lease behind a dynamic credential a template read.
+type Lease struct {
+	ID        string
+	TTL       time.Duration // as issued or last renewed
+	Renewable bool
+	// Obtained is when the credential was read or last renewed.
+	Obtained time.Time
+	// Issued is the TTL the credential was issued with: a renewal that
+	// gives less has hit the lease's maximum.
+	Issued time.Duration
+}
+
+// Lease returns the lease behind path, if the last read of path was a
+// dynamic credential.
+func (ts *Templates) Lease(path string) (*Lease, bool) {
+	l, ok := ts.leases[path]
+	return l, ok
+}
+
+// Leases returns the leased paths.
+func (ts *Templates) Leases() map[string]*Lease { return ts.leases }
+
 // NewTemplates compiles every template of cfg.
 func NewTemplates(cfg *config.Config, c *cache.Cache, log *slog.Logger) (*Templates, error) {
-	ts := &Templates{cache: c, missing: map[string]bool{}, log: log}
+	ts := &Templates{cache: c, missing: map[string]bool{}, leases: map[string]*Lease{}, log: log}
 	for _, tc := range cfg.Templates {
 		text := tc.Contents
 		if tc.Source != "" {
@@ -250,6 +274,12 @@ func (ts *Templates) Fetch(ctx context.Context, r Reader, path string) (changed 
 		data = map[string]any{}
 	}
 	delete(ts.missing, path)
+	if resp.LeaseID != "" {
+		ttl := time.Duration(resp.LeaseDuration) * time.Second
+		ts.leases[path] = &Lease{ID: resp.LeaseID, TTL: ttl, Issued: ttl, Renewable: resp.Renewable, Obtained: time.Now()}
+	} else {
+		delete(ts.leases, path)
+	}
 	old, _, _, had := ts.cache.Get(path)
 	ts.cache.Put(path, data)
 	return !had || !reflect.DeepEqual(old, data), nil

@@ -237,7 +237,7 @@ func (a *agentConn) hello() bool {
 // connection.
 func (a *agentConn) dispatch(msg wire.AgentMessage) bool {
 	switch msg.Type {
-	case wire.AgentRead, wire.AgentRenewToken:
+	case wire.AgentRead, wire.AgentRenewToken, wire.AgentRenewLease, wire.AgentRevokeLease:
 		select {
 		case a.slots <- struct{}{}:
 		case <-a.writerDone:
@@ -247,10 +247,15 @@ func (a *agentConn) dispatch(msg wire.AgentMessage) bool {
 		go func() {
 			defer a.wg.Done()
 			defer func() { <-a.slots }()
-			if msg.Type == wire.AgentRead {
+			switch msg.Type {
+			case wire.AgentRead:
 				a.send(a.read(msg))
-			} else {
+			case wire.AgentRenewToken:
 				a.send(a.renew(msg))
+			case wire.AgentRenewLease:
+				a.send(a.renewLease(msg))
+			default:
+				a.send(a.revokeLease(msg))
 			}
 		}()
 		return true
@@ -302,6 +307,41 @@ func (a *agentConn) renew(msg wire.AgentMessage) wire.AgentMessage {
 		return a.errorFor(msg.ID, "", err)
 	}
 	return wire.AgentMessage{Type: wire.AgentToken, ID: msg.ID, TokenTTLSeconds: int64(tok.TTL / time.Second), TokenRenewable: tok.Renewable}
+}
+
+// maxLeaseIDBytes bounds a lease id in a message: a mount path, an
+// issue path and a random suffix.
+const maxLeaseIDBytes = 1024
+
+// renewLease answers a renew_lease.
+func (a *agentConn) renewLease(msg wire.AgentMessage) wire.AgentMessage {
+	if msg.Increment < 0 || msg.Increment > agentMaxIncrement {
+		return errorMessage(msg.ID, "", http.StatusBadRequest, fmt.Sprintf("increment: must be 0 to %d seconds", agentMaxIncrement))
+	}
+	if msg.LeaseID == "" || len(msg.LeaseID) > maxLeaseIDBytes {
+		return errorMessage(msg.ID, "", http.StatusBadRequest, "lease_id: missing or too long")
+	}
+	req, resp, err := a.sess.RenewLease(a.ctx, msg.LeaseID, time.Duration(msg.Increment)*time.Second)
+	if err != nil {
+		return a.errorFor(msg.ID, "", err)
+	}
+	out := wire.Response{}
+	if resp != nil {
+		out = envelope(req, resp)
+	}
+	return wire.AgentMessage{Type: wire.AgentLease, ID: msg.ID, LeaseID: msg.LeaseID,
+		LeaseDurationSeconds: out.LeaseDuration, LeaseRenewable: out.Renewable}
+}
+
+// revokeLease answers a revoke_lease.
+func (a *agentConn) revokeLease(msg wire.AgentMessage) wire.AgentMessage {
+	if msg.LeaseID == "" || len(msg.LeaseID) > maxLeaseIDBytes {
+		return errorMessage(msg.ID, "", http.StatusBadRequest, "lease_id: missing or too long")
+	}
+	if err := a.sess.RevokeLease(a.ctx, msg.LeaseID); err != nil {
+		return a.errorFor(msg.ID, "", err)
+	}
+	return wire.AgentMessage{Type: wire.AgentOK, ID: msg.ID}
 }
 
 func (a *agentConn) errorFor(id, path string, err error) wire.AgentMessage {

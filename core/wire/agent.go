@@ -27,6 +27,13 @@ const (
 	// AgentRenewToken renews the token the agent's certificate names, by
 	// Increment seconds (0: the token's default). Answered by AgentToken.
 	AgentRenewToken = "renew_token"
+	// AgentRenewLease renews the lease LeaseID (a dynamic credential the
+	// agent read) by Increment seconds (0: the lease's TTL), through
+	// sys/leases/renew. Answered by AgentLease.
+	AgentRenewLease = "renew_lease"
+	// AgentRevokeLease revokes the lease LeaseID through
+	// sys/leases/revoke. Answered by AgentOK.
+	AgentRevokeLease = "revoke_lease"
 )
 
 // Message types sent by the core.
@@ -40,6 +47,8 @@ const (
 	AgentOK = "ok"
 	// AgentToken answers AgentRenewToken.
 	AgentToken = "token"
+	// AgentLease answers AgentRenewLease.
+	AgentLease = "lease"
 	// AgentError answers a request that failed (ID set) or tells why the
 	// core is about to close the connection (ID empty).
 	AgentError = "error"
@@ -74,8 +83,14 @@ type AgentMessage struct {
 	TokenTTLSeconds int64  `json:"token_ttl_seconds,omitempty"`
 	TokenRenewable  bool   `json:"token_renewable,omitempty"`
 
-	// Renew token: the increment asked for, in seconds.
+	// Renew token or lease: the increment asked for, in seconds.
 	Increment int64 `json:"increment,omitempty"`
+
+	// Renew or revoke lease, and lease: the lease, its remaining duration
+	// in seconds after the renewal, and whether it may be renewed again.
+	LeaseID              string `json:"lease_id,omitempty"`
+	LeaseDurationSeconds int64  `json:"lease_duration,omitempty"`
+	LeaseRenewable       bool   `json:"lease_renewable,omitempty"`
 
 	// Secret: the REST read's body.
 	Response *Response `json:"response,omitempty"`
