@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -55,7 +56,10 @@ type Backend struct {
 	locks [stripes]sync.Mutex
 }
 
-var _ storage.Backend = (*Backend)(nil)
+var (
+	_ storage.Backend = (*Backend)(nil)
+	_ storage.Locker  = (*Backend)(nil)
+)
 
 // New wraps inner.
 func New(inner storage.Backend, opts Options) (*Backend, error) {
@@ -186,4 +190,14 @@ func (b *Backend) Txn(ctx context.Context, ops []storage.Op) error {
 func (b *Backend) Close() error {
 	b.lru.Purge()
 	return b.inner.Close()
+}
+
+// TryLock forwards to the wrapped backend's locks. A backend without them
+// gives storage.ErrLockUnsupported.
+func (b *Backend) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	l, ok := b.inner.(storage.Locker)
+	if !ok {
+		return nil, false, fmt.Errorf("cache: trylock %q: %w", name, storage.ErrLockUnsupported)
+	}
+	return l.TryLock(ctx, name)
 }

@@ -22,7 +22,10 @@ import (
 	"github.com/secrethub/secrethub/core/storage"
 )
 
-var _ storage.Backend = (*Backend)(nil)
+var (
+	_ storage.Backend = (*Backend)(nil)
+	_ storage.Locker  = (*Backend)(nil)
+)
 
 // bucket is the name of the one bucket every key lives in.
 const bucket = "secrethub"
@@ -52,6 +55,9 @@ type Backend struct {
 
 	mu     sync.Mutex // serialises Close
 	closed bool       // guarded by mu
+	// locks are the backend's named locks: in-process, since bbolt lets
+	// one process at a time open the file.
+	locks storage.LocalLocker
 }
 
 // Open opens the database file at path, creating it (and its bucket) if it
@@ -260,4 +266,10 @@ func nonNil(value []byte) []byte {
 		return []byte{}
 	}
 	return value
+}
+
+// TryLock takes a named lock. bbolt locks the file for one process, so an
+// in-process lock excludes every other holder.
+func (b *Backend) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	return b.locks.TryLock(ctx, name)
 }

@@ -21,7 +21,10 @@ import (
 	"github.com/secrethub/secrethub/core/storage"
 )
 
-var _ storage.Backend = (*Backend)(nil)
+var (
+	_ storage.Backend = (*Backend)(nil)
+	_ storage.Locker  = (*Backend)(nil)
+)
 
 // Method names a Backend method that a fault can be set on.
 type Method string
@@ -43,6 +46,8 @@ type Backend struct {
 	data   map[string][]byte // guarded by mu; nil until the first write
 	faults map[Method]error  // guarded by mu; nil when no fault is set
 	closed bool              // guarded by mu
+	// locks are the backend's named locks: in-process, as the data is.
+	locks storage.LocalLocker
 }
 
 // New returns an empty Backend.
@@ -220,4 +225,10 @@ func (b *Backend) put(key string, v []byte) {
 // stored nil and a stored empty value read back alike.
 func clone(value []byte) []byte {
 	return append(make([]byte, 0, len(value)), value...)
+}
+
+// TryLock takes a named lock; it excludes holders in this process, the
+// only one that sees the data.
+func (b *Backend) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	return b.locks.TryLock(ctx, name)
 }
