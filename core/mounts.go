@@ -16,6 +16,7 @@ import (
 	"github.com/secrethub/secrethub/core/mount"
 	"github.com/secrethub/secrethub/core/secrets/kv"
 	"github.com/secrethub/secrethub/core/secrets/pki"
+	"github.com/secrethub/secrethub/core/secrets/redis"
 	"github.com/secrethub/secrethub/core/storage"
 )
 
@@ -120,6 +121,8 @@ func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 		return approle.New(view, approle.Config{Now: c.now, Rand: c.rand})
 	case "pki":
 		return pki.New(view, pki.Config{Now: c.now, Rand: c.rand})
+	case "redis":
+		return redis.New(view, redis.Config{Now: c.now, Rand: c.rand})
 	}
 	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki or approle", e.Type)
 }

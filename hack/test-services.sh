@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # test-services.sh makes sure the services the tests need are up before they
-# run. Today that is PostgreSQL at SECRETHUB_TEST_DATABASE_URL (default
+# run: PostgreSQL, Redis, and moto_server (the AWS stand-in).
+#
+# PostgreSQL at SECRETHUB_TEST_DATABASE_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable):
 #
 #   1. if it answers, there is nothing to do;
@@ -11,13 +13,24 @@
 #      password (trust, 127.0.0.1 and ::1 only), and start it;
 #
 # then wait up to 30 s for it to accept connections. A URL that names
-# another host is only checked, never touched. The script fails with a
-# message that says what is wrong when the server cannot be had.
+# another host is only checked, never touched.
+#
+# Redis at SECRETHUB_TEST_REDIS_ADDR (default 127.0.0.1:6379): if it does
+# not answer and the address is this machine, start redis-server (installing
+# Debian's redis-server if missing) without persistence, bound to loopback.
+# Its default user must be able to run ACL commands (a fresh server's can).
+#
+# moto_server (a pip tool, not packaged by Debian) must be on PATH: it is
+# only checked.
+#
+# The script fails with a message that says what is wrong when a service
+# cannot be had.
 set -euo pipefail
 
 readonly default_url='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
 readonly url="${SECRETHUB_TEST_DATABASE_URL:-$default_url}"
 readonly wait_seconds=30
+readonly redis_addr="${SECRETHUB_TEST_REDIS_ADDR:-127.0.0.1:6379}"
 
 log() { printf 'test-services: %s\n' "$*" >&2; }
 die() {
@@ -124,7 +137,7 @@ pg_version() {
 }
 
 apt_install() {
-	command -v apt-get >/dev/null || die "cannot install $*: no apt-get here; install PostgreSQL yourself or set SECRETHUB_TEST_DATABASE_URL"
+	command -v apt-get >/dev/null || die "cannot install $*: no apt-get here; install it yourself (or point the tests at a server with SECRETHUB_TEST_DATABASE_URL / SECRETHUB_TEST_REDIS_ADDR)"
 	log "installing $* from Debian"
 	as_root apt-get update -q
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
@@ -153,7 +166,7 @@ start_cluster() {
 	as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
 }
 
-main() {
+ensure_postgres() {
 	local host version installed=false
 	if reachable; then
 		log "PostgreSQL at $(redacted) is ready"
@@ -201,6 +214,68 @@ but refuses the connection, let this user in (pg_hba.conf) or set
 SECRETHUB_TEST_DATABASE_URL."
 	fi
 	log "PostgreSQL $version at $(redacted) is ready"
+}
+
+redis_host() { printf '%s\n' "${redis_addr%:*}"; }
+redis_port() { printf '%s\n' "${redis_addr##*:}"; }
+
+# redis_reachable reports whether Redis answers PING at redis_addr.
+redis_reachable() {
+	command -v redis-cli >/dev/null || return 1
+	[[ $(redis-cli -h "$(redis_host)" -p "$(redis_port)" ping 2>/dev/null) == PONG ]]
+}
+
+redis_why() {
+	if command -v redis-cli >/dev/null; then
+		redis-cli -h "$(redis_host)" -p "$(redis_port)" ping 2>&1 | head -n 3 || true
+	else
+		echo "redis-cli is not installed"
+	fi
+}
+
+ensure_redis() {
+	if redis_reachable; then
+		log "Redis at $redis_addr is ready"
+		return 0
+	fi
+	if ! is_local "$(redis_host)"; then
+		die "Redis at $redis_addr is not reachable: $(redis_why)
+The host is not this machine, so this script leaves it alone: start it, or
+point SECRETHUB_TEST_REDIS_ADDR at a reachable server."
+	fi
+	command -v redis-server >/dev/null || apt_install redis-server
+	command -v redis-cli >/dev/null || apt_install redis-tools
+	if redis_reachable; then # the package started it
+		log "Redis at $redis_addr is ready"
+		return 0
+	fi
+	log "starting redis-server on 127.0.0.1:$(redis_port)"
+	as_root mkdir -p /var/lib/redis /var/log/redis
+	as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$(redis_port)" \
+		--save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+	local deadline=$((SECONDS + wait_seconds))
+	until redis_reachable; do
+		if ((SECONDS >= deadline)); then
+			die "Redis at $redis_addr did not answer within ${wait_seconds}s: $(redis_why)
+Its log is /var/log/redis/ci.log."
+		fi
+		sleep 1
+	done
+	log "Redis at $redis_addr is ready"
+}
+
+ensure_moto() {
+	if ! command -v moto_server >/dev/null; then
+		die "moto_server is not on PATH: the AWS engine's tests run against it.
+Install it with: pip install 'moto[server]' (it is not packaged by Debian)."
+	fi
+	log "moto_server is installed ($(command -v moto_server))"
+}
+
+main() {
+	ensure_postgres
+	ensure_redis
+	ensure_moto
 }
 
 # Run main unless sourced (to try the helpers).
