@@ -20,6 +20,7 @@ import (
 	"github.com/secrethub/secrethub/core/agents"
 	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/barrier"
+	"github.com/secrethub/secrethub/core/lease"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/policy"
 	"github.com/secrethub/secrethub/core/seal"
@@ -85,7 +86,17 @@ type Config struct {
 	// listener by, for its certificate (localhost and loopback are always
 	// included).
 	AgentServerNames []string
+	// LeaseClock drives lease expiry and revocation retries. Default: Now
+	// with real timers. Tests set a clock they can advance.
+	LeaseClock lease.Clock
+	// ExtraEngines adds mountable secrets engine types beside the built-in
+	// ones, by type name; one named like a built-in type replaces it.
+	// Tests mount in-test engines with it.
+	ExtraEngines map[string]EngineFactory
 }
+
+// EngineFactory builds an engine over its mount's storage view.
+type EngineFactory func(view logical.Storage) (logical.Engine, error)
 
 // Core is one SecretHub server's state.
 type Core struct {
@@ -108,6 +119,8 @@ type Core struct {
 	maxTokenTTL      time.Duration
 	agentCertTTL     time.Duration
 	agentServerNames []string
+	leaseClock       lease.Clock
+	extraEngines     map[string]EngineFactory
 
 	// active is the unsealed state requests are served with; nil while
 	// sealed.
@@ -145,6 +158,8 @@ func New(cfg Config) (*Core, error) {
 		maxTokenTTL:      cfg.MaxTokenTTL,
 		agentCertTTL:     cfg.AgentCertTTL,
 		agentServerNames: cfg.AgentServerNames,
+		leaseClock:       cfg.LeaseClock,
+		extraEngines:     cfg.ExtraEngines,
 	}
 	if c.agentCertTTL <= 0 {
 		c.agentCertTTL = DefaultAgentCertTTL
@@ -364,6 +379,12 @@ func (c *Core) unsealWithRootKey(ctx context.Context, rootKey []byte) error {
 	}
 	st.cluster = ci
 	c.active.Store(st)
+	// The lease manager starts once the engines are reachable: leases that
+	// expired while sealed are revoked through them at once.
+	if err := st.leases.Start(ctx); err != nil {
+		c.sealLocked(ctx)
+		return fmt.Errorf("unseal: %w", err)
+	}
 	return nil
 }
 
@@ -395,7 +416,12 @@ func (c *Core) activate(ctx context.Context, rootKey []byte, clusterName string)
 		alog.Close()
 		return nil, err
 	}
-	st := &activeState{mounts: mounts, engines: engines, audit: alog, auditKeys: keys}
+	leases, err := c.newLeaseManager()
+	if err != nil {
+		alog.Close()
+		return nil, err
+	}
+	st := &activeState{mounts: mounts, engines: engines, audit: alog, auditKeys: keys, leases: leases}
 	if err := c.ensureAgentCA(ctx, st, clusterName); err != nil {
 		alog.Close()
 		return nil, err
@@ -408,6 +434,11 @@ func (c *Core) activate(ctx context.Context, rootKey []byte, clusterName string)
 func (c *Core) sealLocked(ctx context.Context) {
 	c.reqLock.Lock()
 	defer c.reqLock.Unlock()
+	if st := c.active.Load(); st != nil {
+		// Before the engines and the barrier go: background revocations
+		// in flight finish or are cut off and rerun after the next unseal.
+		st.leases.Stop()
+	}
 	st := c.active.Swap(nil)
 	// Agents reconnect and read everything again after the unseal.
 	c.agents.CloseAll("SecretHub is sealed")

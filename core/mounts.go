@@ -12,6 +12,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/auth/approle"
+	"github.com/secrethub/secrethub/core/lease"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/mount"
 	"github.com/secrethub/secrethub/core/secrets/kv"
@@ -31,6 +32,8 @@ type activeState struct {
 	engines   map[string]logical.Engine // by mount path
 	audit     *audit.Log
 	auditKeys audit.Keys
+	// leases is the lease manager of this unseal.
+	leases *lease.Manager
 	// cluster is the cluster's name and ID.
 	cluster clusterInfo
 	// agentServerCert and agentCAPool serve the agent listener.
@@ -106,6 +109,9 @@ func (c *Core) storeMounts(ctx context.Context, t *mount.Table) error {
 // newEngine builds the engine for a mount entry over its storage view.
 func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 	view := mount.NewView(c.barrier, e.StoragePrefix())
+	if f, ok := c.extraEngines[e.Type]; ok {
+		return f(view)
+	}
 	switch e.Type {
 	case "kv":
 		layout := kv.LayoutSimple
@@ -199,6 +205,12 @@ func (c *Core) unmount(ctx context.Context, path string) error {
 	if !ok {
 		return fmt.Errorf("%w: no mount at %q", logical.ErrNotFound, strings.TrimSuffix(path, "/"))
 	}
+	// The mount's credentials go first: once the mount is gone nothing
+	// could revoke them.
+	eng := st.engines[path]
+	if err := st.leases.RevokeMount(ctx, path, eng); err != nil {
+		return fmt.Errorf("unmount %s: the mount stays, because some of its leases could not be revoked (retried in the background; revoke-force removes leases without revoking): %w", path, err)
+	}
 	if err := c.storeMounts(ctx, t); err != nil {
 		return err
 	}
@@ -208,6 +220,11 @@ func (c *Core) unmount(ctx context.Context, path string) error {
 	delete(next.engines, path)
 	if !c.active.CompareAndSwap(st, &next) {
 		return ErrSealed
+	}
+	// Credentials issued by requests that were in flight during the first
+	// pass.
+	if err := st.leases.RevokeMount(ctx, path, eng); err != nil {
+		c.log.ErrorContext(ctx, "unmount: leases issued during the unmount could not be revoked", "path", path, "error", err.Error())
 	}
 	if err := mount.NewView(c.barrier, e.StoragePrefix()).Clear(ctx); err != nil {
 		return fmt.Errorf("unmount %s: mount removed, but its data was not all deleted: %w", path, err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/auth/approle"
+	"github.com/secrethub/secrethub/core/lease"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/mount"
 	"github.com/secrethub/secrethub/core/policy"
@@ -144,6 +145,11 @@ func (c *Core) handle(ctx context.Context, st *activeState, req *logical.Request
 	}
 	if err != nil {
 		return nil, caller, rt, err
+	}
+	if resp != nil && resp.Secret != nil && rt.engine != nil {
+		if err := c.leaseSecret(ctx, st, req, rt, resp); err != nil {
+			return nil, caller, rt, err
+		}
 	}
 	if rt.unauthenticated && resp != nil && resp.Auth != nil {
 		if err := c.issueLoginToken(ctx, req, resp); err != nil {
@@ -453,6 +459,9 @@ func (c *Core) auditEvent(req *logical.Request, caller *token.Entry, resp *logic
 			"policies": slices.Clone(resp.Auth.Policies), "lease_duration": int64(resp.Auth.LeaseDuration.Seconds()),
 		}
 	}
+	if s := resp.Secret; s != nil && s.LeaseID != "" {
+		out["lease_id"], out["lease_duration"], out["renewable"] = s.LeaseID, int64(s.TTL.Seconds()), s.Renewable
+	}
 	if len(out) > 0 {
 		ev.Response = out
 	} else if resp.Raw == nil {
@@ -484,6 +493,9 @@ func StatusOf(err error) int {
 		return 429
 	case errors.Is(err, logical.ErrRequestTooLarge):
 		return 413
+	case errors.Is(err, lease.ErrRevokeFailed), errors.Is(err, lease.ErrRenewFailed), errors.Is(err, lease.ErrMountGone):
+		// The target of a leased credential is down or gone.
+		return 502
 	case errors.Is(err, ErrNotInitialized), errors.Is(err, ErrAlreadyInitialized):
 		return 400
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -519,6 +531,10 @@ func PublicMessage(err error) string {
 		return err.Error()
 	case 429:
 		return "too many attempts; try again later"
+	case 502:
+		// Lease errors name the lease and the engine's reason, which
+		// engines keep free of secrets.
+		return err.Error()
 	case 503:
 		if errors.Is(err, ErrSealed) {
 			return "SecretHub is sealed"

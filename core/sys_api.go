@@ -28,6 +28,8 @@ func (c *Core) sysRoute(req *logical.Request) (route, error) {
 		return route{}, fmt.Errorf("%w: %s on %s", logical.ErrUnsupportedOperation, op, req.Path)
 	}
 	switch {
+	case isLeasePath(p):
+		return c.leaseRoute(req, p)
 	case strings.HasPrefix(p, "agent/"):
 		return c.agentRoute(req, p)
 	case p == "agents" || strings.HasPrefix(p, "agents/"):

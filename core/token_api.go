@@ -322,6 +322,7 @@ func (c *Core) revokeTree(ctx context.Context, accessor string) error {
 	}
 	c.log.InfoContext(ctx, "tokens revoked", "accessor", accessor, "count", len(revoked))
 	c.closeAgentsOf(revoked)
+	c.revokeTokenLeases(ctx, revoked)
 	return nil
 }
 
@@ -363,6 +364,7 @@ func (c *Core) tokenRevokeOrphan(ctx context.Context, req *logical.Request, _ *t
 		return nil, fmt.Errorf("revoke-orphan: %w", err)
 	}
 	c.closeAgentsOf([]string{e.Accessor})
+	c.revokeTokenLeases(ctx, []string{e.Accessor})
 	return nil, nil
 }
 

@@ -169,7 +169,7 @@ func writeResponse(w http.ResponseWriter, req *logical.Request, resp *logical.Re
 		_, _ = w.Write(resp.Raw)
 		return
 	}
-	if resp.Data == nil && resp.Auth == nil && len(resp.Warnings) == 0 {
+	if resp.Data == nil && resp.Auth == nil && resp.Secret == nil && len(resp.Warnings) == 0 {
 		w.WriteHeader(statusOr(resp.StatusCode, http.StatusNoContent))
 		return
 	}
@@ -180,6 +180,9 @@ func writeResponse(w http.ResponseWriter, req *logical.Request, resp *logical.Re
 // answer, and the response of an agent's read.
 func envelope(req *logical.Request, resp *logical.Response) wire.Response {
 	out := wire.Response{RequestID: req.ID, Data: resp.Data, Warnings: resp.Warnings}
+	if s := resp.Secret; s != nil && s.LeaseID != "" {
+		out.LeaseID, out.LeaseDuration, out.Renewable = s.LeaseID, int64(s.TTL.Seconds()), s.Renewable
+	}
 	if a := resp.Auth; a != nil {
 		out.Auth = &wire.Auth{
 			ClientToken: a.ClientToken, Accessor: a.Accessor, Policies: a.Policies, TokenPolicies: a.TokenPolicies,

@@ -712,12 +712,17 @@ func (m *Manager) backoff(n int) time.Duration {
 	return half + time.Duration(mathrand.Int64N(int64(d-half)+1))
 }
 
-// RevokePrefix revokes every lease whose ID starts with prefix. Leases
-// whose revocation fails are kept and retried; the errors are joined.
-// With force, a lease whose revocation fails is deleted anyway (Vault's
-// revoke-force): its credential may outlive it.
+// RevokePrefix revokes every lease below prefix, taken as whole path
+// segments as Vault does ("database/creds" covers
+// "database/creds/app/x", not "database/credsx/..."); a full lease ID
+// revokes that lease. Leases whose revocation fails are kept and retried;
+// the errors are joined. With force, a lease whose revocation fails is
+// deleted anyway (Vault's revoke-force): its credential may outlive it.
 func (m *Manager) RevokePrefix(ctx context.Context, prefix string, force bool) error {
-	return m.revokeWhere(ctx, nil, force, func(l *Lease) bool { return strings.HasPrefix(l.ID, prefix) })
+	dir := strings.TrimSuffix(prefix, "/") + "/"
+	return m.revokeWhere(ctx, nil, force, func(l *Lease) bool {
+		return l.ID == prefix || strings.HasPrefix(l.ID, dir)
+	})
 }
 
 // RevokeMount revokes every lease of mountPath through eng, the mount's

@@ -98,6 +98,10 @@ type Secret struct {
 	// credential (a user name, a role name, ...). It is stored encrypted
 	// with the lease and never shown to clients. JSON-shaped values only.
 	InternalData map[string]any
+	// LeaseID is set by the core once the lease is stored (engines leave
+	// it empty); TTL is then the lease's effective duration. The HTTP
+	// layer writes them as lease_id, lease_duration and renewable.
+	LeaseID string
 }
 
 // SecretLease is a lease as the core hands it back to the engine that

@@ -4,8 +4,9 @@ import "fmt"
 
 // DefaultPolicyDocument is the built-in default policy, which the core
 // attaches to every token that is not root: a token may look itself up,
-// renew and revoke itself, ask what it may do, and get an agent client
-// certificate for itself. A stored policy named default replaces it.
+// renew and revoke itself, ask what it may do, get an agent client
+// certificate for itself, and renew or look up a lease by its ID. A
+// stored policy named default replaces it.
 const DefaultPolicyDocument = `# The built-in default policy, attached to every token that is not root.
 name: default
 rules:
@@ -20,6 +21,18 @@ rules:
   - path: sys/policies/explain-self
     capabilities: [update]
   - path: sys/agent/certificate
+    capabilities: [update]
+  # As in Vault: renew a lease, or look one up, by its lease ID (which the
+  # holder of the credential has); listing and revoking leases need more.
+  - path: sys/leases/renew
+    capabilities: [update]
+  - path: sys/leases/renew/**
+    capabilities: [update]
+  - path: sys/renew
+    capabilities: [update]
+  - path: sys/renew/**
+    capabilities: [update]
+  - path: sys/leases/lookup
     capabilities: [update]
 `
 

@@ -327,7 +327,7 @@ func TestKeepUnknownZones(t *testing.T) {
 
 func TestBuiltins(t *testing.T) {
 	d := DefaultPolicy()
-	if d.Name != DefaultPolicyName || len(d.Rules) != 6 || d.IsRoot() {
+	if d.Name != DefaultPolicyName || len(d.Rules) != 11 || d.IsRoot() {
 		t.Errorf("DefaultPolicy() = %+v", d)
 	}
 	if DefaultPolicy() == d {
