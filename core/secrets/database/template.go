@@ -296,8 +296,8 @@ func (st statement) render(vals map[string]string) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("no value for {{%s}}", p.ph)
 		}
-		if strings.IndexByte(v, 0) >= 0 {
-			return "", fmt.Errorf("value of {{%s}} contains a NUL byte", p.ph)
+		if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			return "", fmt.Errorf("value of {{%s}} contains a NUL byte or is not valid UTF-8", p.ph)
 		}
 		switch p.ctx {
 		case ctxBare:
