@@ -15,6 +15,7 @@ import (
 	"github.com/secrethub/secrethub/core/lease"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/mount"
+	"github.com/secrethub/secrethub/core/secrets/database"
 	"github.com/secrethub/secrethub/core/secrets/kv"
 	"github.com/secrethub/secrethub/core/secrets/pki"
 	"github.com/secrethub/secrethub/core/secrets/redis"
@@ -127,10 +128,12 @@ func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 		return approle.New(view, approle.Config{Now: c.now, Rand: c.rand})
 	case "pki":
 		return pki.New(view, pki.Config{Now: c.now, Rand: c.rand})
+	case "database":
+		return database.New(view, database.Config{Now: c.now, Rand: c.rand, Logger: c.log})
 	case "redis":
 		return redis.New(view, redis.Config{Now: c.now, Rand: c.rand})
 	}
-	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki or approle", e.Type)
+	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki, database, redis or approle", e.Type)
 }
 
 // engineIsAuth reports whether an engine type is an auth method.
