@@ -80,7 +80,7 @@ func TestDatabaseEngineVaultClientAndCLI(t *testing.T) {
 	if user == "" || pw == "" {
 		t.Fatalf("creds data: %v", sec.Data)
 	}
-	if sec.LeaseID != "" && (!sec.Renewable || sec.LeaseDuration != 3600) {
+	if !strings.HasPrefix(sec.LeaseID, "database/creds/"+role+"/") || (!sec.Renewable || sec.LeaseDuration != 3600) {
 		t.Fatalf("lease: id %q renewable %v duration %d", sec.LeaseID, sec.Renewable, sec.LeaseDuration)
 	}
 	lu := *u
@@ -90,6 +90,14 @@ func TestDatabaseEngineVaultClientAndCLI(t *testing.T) {
 		t.Fatalf("login with the issued credential: %v", err)
 	}
 	_ = conn.Close(ctx)
+	// Revoking the lease through sys/leases drops the user.
+	if err := vc.Sys().Revoke(sec.LeaseID); err != nil {
+		t.Fatalf("revoke lease: %v", err)
+	}
+	var left int
+	if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", user).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("after lease revoke: %d roles, %v", left, err)
+	}
 	// Bad input is a 400 naming the field.
 	if _, err := l.Write("database/roles/bad", map[string]any{"db_name": "pg", "creation_statements": `CREATE ROLE "{{nam}}"`}); err == nil ||
 		!strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "creation_statements") {
