@@ -152,7 +152,14 @@ type leaseEnv struct {
 
 func newLeaseEnv(t *testing.T) *leaseEnv {
 	t.Helper()
-	e := &leaseEnv{t: t, backend: inmem.New(), clock: &leaseClock{now: time.Now().UTC()}, target: &target{users: map[string]bool{}}}
+	return newLeaseEnvOn(t, inmem.New())
+}
+
+// newLeaseEnvOn initializes and unseals a core over backend and mounts the
+// in-test engine at dyn/.
+func newLeaseEnvOn(t *testing.T, backend storage.Backend) *leaseEnv {
+	t.Helper()
+	e := &leaseEnv{t: t, backend: backend, clock: &leaseClock{now: time.Now().UTC()}, target: &target{users: map[string]bool{}}}
 	e.start()
 	code, body := e.do("PUT", "/v1/sys/init", `{"secret_shares":1,"secret_threshold":1}`, "")
 	if code != 200 {
