@@ -12,11 +12,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/secrethub/secrethub/agent/bootstrap"
 	"github.com/secrethub/secrethub/agent/config"
@@ -26,6 +30,7 @@ import (
 	"github.com/secrethub/secrethub/core/client"
 	corehttp "github.com/secrethub/secrethub/core/http"
 	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/pgtest"
 )
 
 // testCore is a core in-process: REST and mTLS agent listeners, inmem
@@ -235,4 +240,108 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestDynamicCredentialLease renders a PostgreSQL credential from a real
+// database engine: the agent renews its lease at two thirds of the TTL and,
+// when renewal is capped by the lease's max TTL, fetches a new credential,
+// renders it and reloads — before the old one ends.
+func TestDynamicCredentialLease(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	super, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close(ctx)
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	admin := fmt.Sprintf("sh_agent_admin_%x", suffix)
+	if _, err := super.Exec(ctx, fmt.Sprintf("CREATE ROLE %s WITH LOGIN SUPERUSER PASSWORD 'agent-admin-pw'", pgx.Identifier{admin}.Sanitize())); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), dbURL)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		rows, _ := c.Query(context.Background(), "SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-agentapp-%' OR rolname = $1", admin)
+		names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, n := range names {
+			_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{n}.Sanitize())
+		}
+	})
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCore(t, 0)
+	root := tc.root
+	for _, w := range []struct {
+		path string
+		data map[string]any
+	}{
+		{"sys/mounts/database", map[string]any{"type": "database"}},
+		{"database/config/pg", map[string]any{
+			"plugin_name":    "postgresql-database-plugin",
+			"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s%s?%s", u.Host, u.Path, u.RawQuery),
+			"username":       admin, "password": "agent-admin-pw", "allowed_roles": "agentapp",
+		}},
+		{"database/roles/agentapp", map[string]any{"db_name": "pg", "default_ttl": "3s", "max_ttl": "7s"}},
+	} {
+		if _, err := root.Write(ctx, w.path, w.data); err != nil {
+			t.Fatalf("write %s: %v", w.path, err)
+		}
+	}
+	id := tc.identity(t, "rules:\n- path: database/creds/agentapp\n  capabilities: [read]\n", "1h")
+
+	dir := t.TempDir()
+	dest, reloads := filepath.Join(dir, "db"), filepath.Join(dir, "reloads")
+	cfg := &config.Config{
+		Core: config.Core{Addresses: []string{tc.restURL}, AgentAddresses: []string{tc.agentURL}},
+		Templates: []config.Template{{
+			Name: "db", Contents: `{{ (secret "database/creds/agentapp").username }}`, Destination: dest,
+			Reload: &config.Reload{Command: []string{"/bin/sh", "-c", "echo x >> " + reloads}},
+		}},
+	}
+	cfg.FillDefaults()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitUntil(t, "first render", func() bool { return readOr(dest) != "" })
+	first := readOr(dest)
+	issued := time.Now()
+	// The lease lives 3s and is renewed at 2s and 4s; at 6s a renewal is
+	// capped by the 7s max TTL, so a new credential replaces it then.
+	waitUntil(t, "a new credential before the max TTL", func() bool {
+		got := readOr(dest)
+		return got != "" && got != first
+	})
+	if elapsed := time.Since(issued); elapsed < 3*time.Second {
+		t.Errorf("credential replaced after %s: the lease was not renewed first", elapsed)
+	}
+	waitUntil(t, "the reload after the new credential", func() bool { return lines(reloads) == 2 })
+	var n int
+	if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", readOr(dest)).Scan(&n); err != nil || n != 1 {
+		t.Errorf("new credential %q in pg_roles: %d, %v", readOr(dest), n, err)
+	}
+	// The lease manager revokes the first credential once its max TTL is up.
+	waitUntil(t, "the first credential revoked at its max TTL", func() bool {
+		var n int
+		return super.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", first).Scan(&n) == nil && n == 0
+	})
+}
+
+// lines counts the lines of a file (0 when it does not exist).
+func lines(p string) int {
+	return strings.Count(readOr(p), "\n")
 }
