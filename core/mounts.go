@@ -15,6 +15,7 @@ import (
 	"github.com/secrethub/secrethub/core/lease"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/mount"
+	"github.com/secrethub/secrethub/core/secrets/awssts"
 	"github.com/secrethub/secrethub/core/secrets/database"
 	"github.com/secrethub/secrethub/core/secrets/kv"
 	"github.com/secrethub/secrethub/core/secrets/pki"
@@ -132,6 +133,8 @@ func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 		return database.New(view, database.Config{Now: c.now, Rand: c.rand, Logger: c.log})
 	case "redis":
 		return redis.New(view, redis.Config{Now: c.now, Rand: c.rand})
+	case "aws":
+		return awssts.New(view, awssts.Config{Now: c.now, Rand: c.rand})
 	}
 	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki, database, redis or approle", e.Type)
 }
