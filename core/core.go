@@ -23,6 +23,7 @@ import (
 	"github.com/secrethub/secrethub/core/lease"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/policy"
+	"github.com/secrethub/secrethub/core/rotation"
 	"github.com/secrethub/secrethub/core/seal"
 	"github.com/secrethub/secrethub/core/storage"
 	"github.com/secrethub/secrethub/core/token"
@@ -135,6 +136,10 @@ type Core struct {
 	// stateMu serializes init, unseal and seal, so the barrier's state and
 	// the cluster identity change together.
 	stateMu sync.Mutex
+
+	// rotation is the rotation scheduler, running while unsealed; nil
+	// while sealed.
+	rotation atomic.Pointer[rotation.Scheduler]
 }
 
 type clusterInfo struct {
@@ -385,6 +390,11 @@ func (c *Core) unsealWithRootKey(ctx context.Context, rootKey []byte) error {
 		c.sealLocked(ctx)
 		return fmt.Errorf("unseal: %w", err)
 	}
+	// Rotations that fell due while sealed run at once.
+	if err := c.startRotation(); err != nil {
+		c.sealLocked(ctx)
+		return fmt.Errorf("unseal: %w", err)
+	}
 	return nil
 }
 
@@ -432,6 +442,8 @@ func (c *Core) activate(ctx context.Context, rootKey []byte, clusterName string)
 // sealLocked drops the unsealed state and the barrier's keys. stateMu
 // must be held.
 func (c *Core) sealLocked(ctx context.Context) {
+	// Before reqLock: a rotation in progress holds it shared.
+	c.stopRotation()
 	c.reqLock.Lock()
 	defer c.reqLock.Unlock()
 	if st := c.active.Load(); st != nil {

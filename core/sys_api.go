@@ -34,6 +34,8 @@ func (c *Core) sysRoute(req *logical.Request) (route, error) {
 		return c.agentRoute(req, p)
 	case p == "agents" || strings.HasPrefix(p, "agents/"):
 		return c.sysAgentsRoute(req, p)
+	case p == "rotation" || strings.HasPrefix(p, "rotation/"):
+		return c.rotationRoute(req, p)
 	case p == "seal":
 		if !isWrite {
 			return bad()

@@ -81,7 +81,7 @@ func (s *Scheduler) readCurrent(t kvTarget, do doFunc) (map[string]any, int, err
 			return nil, 0, fmt.Errorf("read %s: the answer has no version", path)
 		}
 		if resp.StatusCode == 404 || resp.Data["data"] == nil {
-			return nil, 0, fmt.Errorf("read %s: its current version %d is deleted or destroyed; undelete it or write a new version first", path, n)
+			return nil, 0, logical.Invalid("path", "the current version %d of %s is deleted or destroyed; undelete it or write a new version first", n, path)
 		}
 		data, ok := resp.Data["data"].(map[string]any)
 		if !ok {
@@ -108,7 +108,7 @@ func (s *Scheduler) readCurrent(t kvTarget, do doFunc) (map[string]any, int, err
 	}
 	resp, err = do(logical.OpRead, path, map[string]any{"version": strconv.Itoa(n)})
 	if errors.Is(err, logical.ErrNotFound) {
-		return nil, 0, fmt.Errorf("read %s: its current version %d is deleted or destroyed; undelete it or write a new version first", path, n)
+		return nil, 0, logical.Invalid("path", "the current version %d of %s is deleted or destroyed; undelete it or write a new version first", n, path)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("read version %d of %s: %w", n, path, err)
