@@ -74,6 +74,7 @@ are the same.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newDBCmd())
+	root.AddCommand(newRotationCmd())
 	root.AddCommand(newServerCmd(), newSysCmd(), newLoginCmd(), newKVCmd(), newPolicyCmd(), newTokenCmd(), newAppRoleCmd(), newAuditCmd(), newPKICmd(), newAgentCmd(), newLeaseCmd())
 	return root
 }
