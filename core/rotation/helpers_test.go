@@ -3,6 +3,7 @@ package rotation_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -171,6 +172,9 @@ func (e *env) scheduler(cfg rotation.Config) *rotation.Scheduler {
 		cfg.Locker = e.store
 	}
 	cfg.Request, cfg.Mounts, cfg.Clock = e.request, e.mounts, e.clock
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	s, err := rotation.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
