@@ -808,6 +808,11 @@ func (m *Manager) scheduleLocked(e *entry) {
 	} else {
 		m.queue.push(e)
 	}
+	if e.index != 0 {
+		// Not the earliest: the loop's timer is still right (or fires
+		// early and looks again).
+		return
+	}
 	select {
 	case m.wake <- struct{}{}:
 	default:
