@@ -74,6 +74,8 @@ are the same.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newDBCmd())
+	root.AddCommand(newRedisCmd())
+	root.AddCommand(newAWSCmd())
 	root.AddCommand(newRotationCmd())
 	root.AddCommand(newServerCmd(), newSysCmd(), newLoginCmd(), newKVCmd(), newPolicyCmd(), newTokenCmd(), newAppRoleCmd(), newAuditCmd(), newPKICmd(), newAgentCmd(), newLeaseCmd())
 	return root
