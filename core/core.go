@@ -462,6 +462,11 @@ func (c *Core) sealLocked(ctx context.Context) {
 		if err := st.audit.Close(); err != nil {
 			c.log.ErrorContext(ctx, "closing the audit log", "error", err.Error())
 		}
+		// No request runs now (reqLock): engines let go of their
+		// connections; the next unseal makes new ones.
+		for path, eng := range st.engines {
+			closeEngine(ctx, c.log, path, eng)
+		}
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"strings"
 
@@ -136,7 +138,7 @@ func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 	case "aws":
 		return awssts.New(view, awssts.Config{Now: c.now, Rand: c.rand})
 	}
-	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki, database, redis or approle", e.Type)
+	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki, database, redis, aws or approle", e.Type)
 }
 
 // engineIsAuth reports whether an engine type is an auth method.
@@ -232,9 +234,20 @@ func (c *Core) unmount(ctx context.Context, path string) error {
 	if err := st.leases.RevokeMount(ctx, path, eng); err != nil {
 		c.log.ErrorContext(ctx, "unmount: leases issued during the unmount could not be revoked", "path", path, "error", err.Error())
 	}
+	closeEngine(ctx, c.log, path, eng)
 	if err := mount.NewView(c.barrier, e.StoragePrefix()).Clear(ctx); err != nil {
 		return fmt.Errorf("unmount %s: mount removed, but its data was not all deleted: %w", path, err)
 	}
 	c.log.InfoContext(ctx, "engine unmounted", "path", path, "type", e.Type)
 	return nil
+}
+
+// closeEngine releases what an engine holds open (the database engine's
+// connection pools), at unmount and seal.
+func closeEngine(ctx context.Context, log *slog.Logger, path string, eng logical.Engine) {
+	if cl, ok := eng.(io.Closer); ok {
+		if err := cl.Close(); err != nil {
+			log.WarnContext(ctx, "closing engine", "path", path, "error", err.Error())
+		}
+	}
 }
