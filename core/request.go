@@ -493,7 +493,8 @@ func StatusOf(err error) int {
 		return 429
 	case errors.Is(err, logical.ErrRequestTooLarge):
 		return 413
-	case errors.Is(err, lease.ErrRevokeFailed), errors.Is(err, lease.ErrRenewFailed), errors.Is(err, lease.ErrMountGone):
+	case errors.Is(err, lease.ErrRevokeFailed), errors.Is(err, lease.ErrRenewFailed), errors.Is(err, lease.ErrMountGone),
+		errors.Is(err, logical.ErrUpstream):
 		// The target of a leased credential is down or gone.
 		return 502
 	case errors.Is(err, ErrNotInitialized), errors.Is(err, ErrAlreadyInitialized):

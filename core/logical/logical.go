@@ -189,6 +189,11 @@ var (
 	ErrRequestTooLarge = errors.New("request body too large")
 	// ErrRateLimited: too many attempts (429).
 	ErrRateLimited = errors.New("rate limited")
+	// ErrUpstream: a system the engine manages (a database, Redis, AWS)
+	// failed or could not be reached (502). The error's text is shown to
+	// the caller, so engines name the target and the reason and keep
+	// secrets out of it.
+	ErrUpstream = errors.New("upstream failure")
 	// ErrConflict: a check-and-set or similar precondition failed (400, as
 	// Vault answers).
 	ErrConflict = errors.New("check-and-set parameter did not match the current version")

@@ -98,7 +98,7 @@ var (
 	// ErrAWS wraps every failure of a call to AWS (network, refused
 	// credentials, an AWS error). The error names the endpoint and AWS's
 	// reason.
-	ErrAWS = errors.New("aws call failed")
+	ErrAWS = fmt.Errorf("aws call failed: %w", logical.ErrUpstream)
 )
 
 // Config configures an Engine at mount time. Its zero value gives the

@@ -77,7 +77,7 @@ var (
 	// ErrUnreachable wraps every failure to talk to the Redis server
 	// (dial, TLS, authentication, a refused command). The error names the
 	// server's address and Redis's reason.
-	ErrUnreachable = errors.New("redis server unavailable")
+	ErrUnreachable = fmt.Errorf("redis server unavailable: %w", logical.ErrUpstream)
 )
 
 // Config configures an Engine at mount time. Its zero value gives the
