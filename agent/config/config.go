@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/secrethub/secrethub/agent/render"
 )
 
 // Environment variables that override the configuration file. A variable
@@ -52,13 +54,14 @@ const (
 	AuthAppRole = "approle"
 )
 
-// Values of Template.MissingKey.
+// Values of Template.MissingKey: the renderer's own (agent/render), so
+// the two never drift apart.
 const (
 	// MissingKeyError fails the render when a template reads a key the
 	// secret does not have.
-	MissingKeyError = "error"
+	MissingKeyError = render.MissingKeyError
 	// MissingKeyZero renders the zero value (an empty string) instead.
-	MissingKeyZero = "zero"
+	MissingKeyZero = render.MissingKeyZero
 )
 
 // maxCredentialFileBytes bounds role_id_file and secret_id_file: both
