@@ -14,6 +14,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/auth/approle"
+	"github.com/secrethub/secrethub/core/auth/kubernetes"
 	"github.com/secrethub/secrethub/core/lease"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/mount"
@@ -129,6 +130,8 @@ func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 		return kv.New(view, kv.Config{Layout: layout, Now: c.now})
 	case "approle":
 		return approle.New(view, approle.Config{Now: c.now, Rand: c.rand})
+	case "kubernetes":
+		return kubernetes.New(view, kubernetes.Config{Now: c.now, Logger: c.log})
 	case "pki":
 		return pki.New(view, pki.Config{Now: c.now, Rand: c.rand})
 	case "database":
@@ -138,11 +141,11 @@ func (c *Core) newEngine(e mount.Entry) (logical.Engine, error) {
 	case "aws":
 		return awssts.New(view, awssts.Config{Now: c.now, Rand: c.rand})
 	}
-	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki, database, redis, aws or approle", e.Type)
+	return nil, logical.Invalid("type", "unknown engine type %q; want kv, pki, database, redis, aws, approle or kubernetes", e.Type)
 }
 
 // engineIsAuth reports whether an engine type is an auth method.
-func engineIsAuth(typ string) bool { return typ == "approle" }
+func engineIsAuth(typ string) bool { return typ == "approle" || typ == "kubernetes" }
 
 // buildEngines makes an engine for every mount in t.
 func (c *Core) buildEngines(t *mount.Table) (map[string]logical.Engine, error) {
