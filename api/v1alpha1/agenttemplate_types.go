@@ -167,5 +167,5 @@ type AgentTemplateList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&AgentTemplate{}, &AgentTemplateList{})
+	register(&AgentTemplate{}, &AgentTemplateList{})
 }

@@ -96,5 +96,5 @@ type SecretBindingList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&SecretBinding{}, &SecretBindingList{})
+	register(&SecretBinding{}, &SecretBindingList{})
 }

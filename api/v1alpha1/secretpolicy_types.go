@@ -172,5 +172,5 @@ type SecretPolicyList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&SecretPolicy{}, &SecretPolicyList{})
+	register(&SecretPolicy{}, &SecretPolicyList{})
 }

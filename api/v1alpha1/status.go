@@ -2,7 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Condition types every kind reports in status.conditions.
@@ -64,11 +64,13 @@ type Status struct {
 }
 
 // Object is implemented by every kind of this package, so reconcilers can
-// share the status and condition handling.
+// share the status and condition handling. It is a controller-runtime
+// client.Object.
 //
 // +kubebuilder:object:generate=false
 type Object interface {
-	client.Object
+	metav1.Object
+	runtime.Object
 	// GetStatus returns a pointer to the object's status, for reading and
 	// updating it in place.
 	GetStatus() *Status
