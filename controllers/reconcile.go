@@ -279,3 +279,29 @@ func classify(err error) (reason, msg string, retry bool) {
 // ReasonPermissionDenied: the core refused the operator's token (403);
 // the operator's core policy lacks a capability.
 const ReasonPermissionDenied = "PermissionDenied"
+
+// Leader election (the operator's own namespace only; kustomize sets the
+// namespace):
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=secrethub-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// SetupAll registers the four reconcilers with mgr.
+func SetupAll(mgr ctrl.Manager, opts Options) error {
+	if opts.APIReader == nil {
+		opts.APIReader = mgr.GetAPIReader()
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = mgr.GetEventRecorder("secrethub-operator")
+	}
+	kube := mgr.GetClient()
+	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
+		NewSecretPolicyReconciler(kube, opts),
+		NewDynamicRoleReconciler(kube, opts),
+		NewAgentTemplateReconciler(kube, opts),
+		NewSecretBindingReconciler(kube, opts),
+	} {
+		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -77,6 +77,7 @@ are the same.`,
 	root.AddCommand(newRedisCmd())
 	root.AddCommand(newAWSCmd())
 	root.AddCommand(newRotationCmd())
+	root.AddCommand(newOperatorCmd())
 	root.AddCommand(newServerCmd(), newSysCmd(), newLoginCmd(), newKVCmd(), newPolicyCmd(), newTokenCmd(), newAppRoleCmd(), newAuditCmd(), newPKICmd(), newAgentCmd(), newLeaseCmd())
 	return root
 }
