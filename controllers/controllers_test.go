@@ -1,0 +1,436 @@
+package controllers_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/secrethub/secrethub/agent/config"
+	"github.com/secrethub/secrethub/api/v1alpha1"
+	"github.com/secrethub/secrethub/controllers"
+	"github.com/secrethub/secrethub/internal/pgtest"
+)
+
+// TestOperator runs every kind through the operator against one API
+// server and one core. The subtests share them and run in order (one of
+// them seals the core); each works in a namespace of its own.
+func TestOperator(t *testing.T) {
+	s := newSuite(t)
+	t.Run("SecretPolicy", s.testSecretPolicy)
+	t.Run("AgentTemplate", s.testAgentTemplate)
+	t.Run("SecretBinding", s.testSecretBinding)
+	t.Run("DynamicRolePostgreSQL", s.testDynamicRolePostgreSQL)
+	t.Run("DynamicRoleAWSWaitsForItsSecret", s.testDynamicRoleAWS)
+	t.Run("SealedCore", s.testSealedCore)
+}
+
+func (s *suite) testSecretPolicy(t *testing.T) {
+	ctx := context.Background()
+	ns := s.namespace(t)
+	p := &v1alpha1.SecretPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-read"},
+		Spec: v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{
+			{Path: "secrets/app/*", Capabilities: []v1alpha1.Capability{"read", "list"}},
+		}},
+	}
+	if err := s.kube.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	name := controllers.CoreName(ns, "app-read")
+	s.ready(t, p)
+	if p.Status.CoreName != name || !hasFinalizer(p) {
+		t.Fatalf("status.coreName %q (want %q), finalizers %v", p.Status.CoreName, name, p.Finalizers)
+	}
+	want, err := controllers.PolicyDocument(name, p.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.policyDoc(t, name); got != want {
+		t.Fatalf("core policy:\n%s\nwant\n%s", got, want)
+	}
+
+	// Edit: a second rule with every condition.
+	s.update(t, p, func() {
+		p.Spec.Rules = append(p.Spec.Rules, v1alpha1.PolicyRule{
+			Path: "secrets/app/admin/**", Capabilities: []v1alpha1.Capability{"update"}, Effect: "deny",
+			Conditions: &v1alpha1.PolicyConditions{
+				TimeOfDay:  &v1alpha1.TimeOfDay{Start: "08:00", End: "18:00", TimeZone: "Europe/Paris"},
+				DaysOfWeek: []string{"mon", "fri"}, SourceIP: []string{"10.0.0.0/8"}, TTLMax: "1h",
+			},
+		})
+	})
+	s.ready(t, p)
+	if want, _ = controllers.PolicyDocument(name, p.Spec); s.policyDoc(t, name) != want {
+		t.Fatalf("core policy after the edit:\n%s\nwant\n%s", s.policyDoc(t, name), want)
+	}
+
+	// Drift: the policy changed by hand is put back at the next resync.
+	if _, err := s.core.Write(ctx, "sys/policies/acl/"+name, map[string]any{"policy": `{"rules":[{"path":"**","capabilities":["sudo","read"]}]}`}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "drift corrected", func() error {
+		if got := s.policyDoc(t, name); got != want {
+			return fmt.Errorf("core holds %s", got)
+		}
+		return nil
+	})
+
+	// A spec the core refuses: Ready False, reason Rejected, with the
+	// core's message naming the field; the core keeps the last good one.
+	s.update(t, p, func() { p.Spec.Rules[1].Conditions.TimeOfDay.TimeZone = "Mars/Base" })
+	c := s.condition(t, p, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRejected)
+	if err := contains(c.Message, "time_zone"); err != nil {
+		t.Fatal(err)
+	}
+	if s.policyDoc(t, name) != want {
+		t.Fatal("a refused spec changed the core policy")
+	}
+	s.update(t, p, func() { p.Spec.Rules[1].Conditions.TimeOfDay.TimeZone = "UTC" })
+	s.ready(t, p)
+
+	s.gone(t, p, "sys/policies/acl/"+name)
+}
+
+func (s *suite) testAgentTemplate(t *testing.T) {
+	ctx := context.Background()
+	ns := s.namespace(t)
+	tpl := &v1alpha1.AgentTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec: v1alpha1.AgentTemplateSpec{Templates: []v1alpha1.Template{
+			{Name: "db", Contents: `{{ with secret "secrets/app/db" }}{{ .password }}{{ end }}`, Destination: "/secrethub/db.txt", Perms: "0600",
+				Reload: &v1alpha1.Reload{Signal: &v1alpha1.SignalReload{Name: "SIGHUP", PIDFile: "/run/app.pid"}, Timeout: &metav1.Duration{Duration: 5 * time.Second}}},
+			{Name: "env", Contents: "A=1\n", Destination: "/secrethub/env", MissingKey: "zero"},
+		}},
+	}
+	if err := s.kube.Create(ctx, tpl); err != nil {
+		t.Fatal(err)
+	}
+	path := controllers.AgentTemplatePath(ns, "web")
+	s.ready(t, tpl)
+	if tpl.Status.CoreName != path {
+		t.Fatalf("status.coreName %q, want %q", tpl.Status.CoreName, path)
+	}
+	stored := func() []config.Template {
+		t.Helper()
+		resp, err := s.core.Read(ctx, path, nil)
+		if err != nil {
+			t.Fatalf("read %s: %v", path, err)
+		}
+		b, _ := json.Marshal(resp.Data)
+		var st controllers.StoredAgentTemplate
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Templates
+	}
+	if got, want := stored(), controllers.StoredTemplates(tpl.Spec).Templates; !reflect.DeepEqual(got, want) {
+		t.Fatalf("core holds %+v, want %+v", got, want)
+	}
+	if got := stored()[0]; got.Reload == nil || got.Reload.Signal.PIDFile != "/run/app.pid" || time.Duration(got.Reload.Timeout) != 5*time.Second || got.Perms != "0600" {
+		t.Fatalf("first template %+v", got)
+	}
+
+	s.update(t, tpl, func() { tpl.Spec.Templates = tpl.Spec.Templates[1:] })
+	s.ready(t, tpl)
+	if got := stored(); len(got) != 1 || got[0].Name != "env" || got[0].MissingKey != "zero" {
+		t.Fatalf("after the edit the core holds %+v", got)
+	}
+
+	// Drift: overwritten by hand, put back.
+	if _, err := s.core.Write(ctx, path, map[string]any{"templates": []any{}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "drift corrected", func() error {
+		if got := stored(); len(got) != 1 {
+			return fmt.Errorf("core holds %+v", got)
+		}
+		return nil
+	})
+
+	s.gone(t, tpl, path)
+}
+
+func (s *suite) testSecretBinding(t *testing.T) {
+	ctx := context.Background()
+	if _, err := s.core.Write(ctx, "sys/auth/kubernetes", map[string]any{"type": "kubernetes"}); err != nil {
+		t.Fatalf("enable kubernetes auth: %v", err)
+	}
+	ns := s.namespace(t)
+	b := &v1alpha1.SecretBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec: v1alpha1.SecretBindingSpec{
+			ServiceAccounts: []string{"web", "worker-*"}, Policies: []string{"reader"},
+			TokenTTL: &metav1.Duration{Duration: time.Hour}, Audience: "secrethub",
+		},
+	}
+	if err := s.kube.Create(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	// The role is written at once, but the binding is not Ready while its
+	// SecretPolicy does not exist.
+	s.condition(t, b, v1alpha1.ConditionSynced, metav1.ConditionTrue, v1alpha1.ReasonSynced)
+	c := s.condition(t, b, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDependencyMissing)
+	if err := contains(c.Message, "reader"); err != nil {
+		t.Fatal(err)
+	}
+	name := controllers.CoreName(ns, "web")
+	rolePath := "auth/kubernetes/role/" + name
+	role := func() map[string]any {
+		t.Helper()
+		resp, err := s.core.Read(ctx, rolePath, nil)
+		if err != nil {
+			t.Fatalf("read %s: %v", rolePath, err)
+		}
+		return resp.Data
+	}
+	r := role()
+	if fmt.Sprint(r["bound_service_account_names"]) != "[web worker-*]" || fmt.Sprint(r["bound_service_account_namespaces"]) != "["+ns+"]" ||
+		fmt.Sprint(r["token_policies"]) != "["+controllers.CoreName(ns, "reader")+"]" || fmt.Sprint(r["token_ttl"]) != "3600" || r["audience"] != "secrethub" {
+		t.Fatalf("auth role %v", r)
+	}
+
+	p := &v1alpha1.SecretPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reader"},
+		Spec:       v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{{Path: "secrets/web/*", Capabilities: []v1alpha1.Capability{"read"}}}},
+	}
+	if err := s.kube.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	s.ready(t, b)
+
+	// Edit, then drift.
+	s.update(t, b, func() { b.Spec.ServiceAccounts = []string{"web"} })
+	s.ready(t, b)
+	if got := fmt.Sprint(role()["bound_service_account_names"]); got != "[web]" {
+		t.Fatalf("bound names after the edit: %s", got)
+	}
+	if _, err := s.core.Write(ctx, rolePath, map[string]any{"bound_service_account_namespaces": []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "drift corrected", func() error {
+		if got := fmt.Sprint(role()["bound_service_account_namespaces"]); got != "["+ns+"]" {
+			return fmt.Errorf("bound namespaces %s", got)
+		}
+		return nil
+	})
+
+	s.gone(t, b, rolePath)
+	s.gone(t, p, "sys/policies/acl/"+controllers.CoreName(ns, "reader"))
+}
+
+func (s *suite) testDynamicRolePostgreSQL(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	super, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close(ctx)
+	admin, adminPW := "sh_op_admin_"+randHex(4), "pw-"+randHex(12)
+	if _, err := super.Exec(ctx, fmt.Sprintf("CREATE ROLE %s WITH LOGIN SUPERUSER PASSWORD '%s'", pgx.Identifier{admin}.Sanitize(), adminPW)); err != nil {
+		t.Fatalf("create admin role: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = super.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{admin}.Sanitize())
+	})
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connURL := fmt.Sprintf("postgresql://{{username}}:{{password}}@%s%s?%s", u.Host, u.Path, u.RawQuery)
+
+	ns := s.namespace(t)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pg-admin"},
+		Data:       map[string][]byte{"url": []byte(connURL), "username": []byte(admin), "password": []byte(adminPW)},
+	}
+	if err := s.kube.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	d := &v1alpha1.DynamicRole{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-db"},
+		Spec: v1alpha1.DynamicRoleSpec{
+			Engine: v1alpha1.EnginePostgreSQL,
+			Connection: v1alpha1.Connection{SecretRef: v1alpha1.ConnectionSecretRef{
+				Name: "pg-admin", Keys: map[string]string{"connection_url": "url"},
+			}},
+			PostgreSQL: &v1alpha1.PostgreSQLRole{},
+			DefaultTTL: &metav1.Duration{Duration: 10 * time.Minute},
+			MaxTTL:     &metav1.Duration{Duration: time.Hour},
+		},
+	}
+	if err := s.kube.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	s.ready(t, d)
+	mount := "database/k8s/" + ns + "/app-db"
+	credsPath := mount + "/creds/app-db"
+	if d.Status.CoreName != credsPath {
+		t.Fatalf("status.coreName %q, want %q", d.Status.CoreName, credsPath)
+	}
+	role, err := s.core.Read(ctx, mount+"/roles/app-db", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(role.Data["default_ttl"]) != "600" || fmt.Sprint(role.Data["max_ttl"]) != "3600" || role.Data["db_name"] != "app-db" {
+		t.Fatalf("role %v", role.Data)
+	}
+
+	// Credentials come from the core and open a session on the server.
+	creds, err := s.core.Read(ctx, credsPath, nil)
+	if err != nil {
+		t.Fatalf("read %s: %v", credsPath, err)
+	}
+	user, _ := creds.Data["username"].(string)
+	pw, _ := creds.Data["password"].(string)
+	if user == "" || pw == "" || creds.LeaseID == "" || creds.LeaseDuration != 600 {
+		t.Fatalf("creds: user %q, lease %q %ds", user, creds.LeaseID, creds.LeaseDuration)
+	}
+	cu, _ := url.Parse(dbURL)
+	cu.User = url.UserPassword(user, pw)
+	conn, err := pgx.Connect(ctx, cu.String())
+	if err != nil {
+		t.Fatalf("log in as the issued user: %v", err)
+	}
+	var who string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != user {
+		t.Fatalf("current_user %q, %v", who, err)
+	}
+	_ = conn.Close(ctx)
+
+	// A change of the Secret reaches the core: a database that does not
+	// exist fails the core's connection check, and the fix recovers.
+	setURL := func(v string) {
+		s.update(t, secret, func() { secret.Data["url"] = []byte(v) })
+	}
+	setURL(fmt.Sprintf("postgresql://{{username}}:{{password}}@%s/no_such_db_%s?%s", u.Host, randHex(4), u.RawQuery))
+	c := s.condition(t, d, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonRejected)
+	if err := contains(c.Message, "verify_connection"); err != nil {
+		t.Fatal(err)
+	}
+	if err := contains(c.Message, adminPW); err == nil {
+		t.Fatal("the admin password is in the condition message")
+	}
+	setURL(connURL)
+	s.ready(t, d)
+
+	// Delete: the mount goes, and with it the issued user.
+	s.gone(t, d, "sys/mounts/"+mount)
+	var n int
+	if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", user).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("issued user still exists after delete (%d, %v)", n, err)
+	}
+}
+
+func (s *suite) testDynamicRoleAWS(t *testing.T) {
+	ctx := context.Background()
+	ns := s.namespace(t)
+	d := &v1alpha1.DynamicRole{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deploy"},
+		Spec: v1alpha1.DynamicRoleSpec{
+			Engine:     v1alpha1.EngineAWS,
+			Connection: v1alpha1.Connection{SecretRef: v1alpha1.ConnectionSecretRef{Name: "aws-root"}},
+			AWS: &v1alpha1.AWSRole{
+				CredentialType: v1alpha1.AWSAssumedRole,
+				RoleARNs:       []string{"arn:aws:iam::123456789012:role/deploy"},
+			},
+			DefaultTTL: &metav1.Duration{Duration: 15 * time.Minute},
+		},
+	}
+	if err := s.kube.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	c := s.condition(t, d, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDependencyMissing)
+	if err := contains(c.Message, "aws-root"); err != nil {
+		t.Fatal(err)
+	}
+	// The Secret appears: the watch reconciles the role. (Writing the
+	// aws engine's config does not call AWS.)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "aws-root"},
+		StringData: map[string]string{"access_key": "AKIAIOSFODNN7EXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "region": "eu-west-1"},
+	}
+	if err := s.kube.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	s.ready(t, d)
+	mount := "aws/k8s/" + ns + "/deploy"
+	cfg, err := s.core.Read(ctx, mount+"/config/root", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Data["access_key"] != "AKIAIOSFODNN7EXAMPLE" || cfg.Data["region"] != "eu-west-1" {
+		t.Fatalf("config %v", cfg.Data)
+	}
+	role, err := s.core.Read(ctx, mount+"/roles/deploy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role.Data["credential_type"] != "assumed_role" || fmt.Sprint(role.Data["default_sts_ttl"]) != "900" {
+		t.Fatalf("role %v", role.Data)
+	}
+	// Drift: the mount removed by hand comes back.
+	if _, err := s.core.Delete(ctx, "sys/mounts/"+mount, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "mount put back", func() error {
+		_, err := s.core.Read(ctx, mount+"/roles/deploy", nil)
+		return err
+	})
+	s.gone(t, d, "sys/mounts/"+mount)
+}
+
+func (s *suite) testSealedCore(t *testing.T) {
+	ctx := context.Background()
+	ns := s.namespace(t)
+	p := &v1alpha1.SecretPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"},
+		Spec:       v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{{Path: "secrets/a", Capabilities: []v1alpha1.Capability{"read"}}}},
+	}
+	if err := s.kube.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	s.ready(t, p)
+	if err := s.core.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sealed := true
+	t.Cleanup(func() {
+		if sealed {
+			_, _ = s.core.Unseal(context.Background(), s.unseal)
+		}
+	})
+	s.update(t, p, func() { p.Spec.Rules[0].Path = "secrets/b" })
+	c := s.condition(t, p, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCoreSealed)
+	if err := contains(c.Message, "sealed"); err != nil {
+		t.Fatal(err)
+	}
+	s.condition(t, p, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonCoreSealed)
+
+	if _, err := s.core.Unseal(ctx, s.unseal); err != nil {
+		t.Fatal(err)
+	}
+	sealed = false
+	s.ready(t, p)
+	name := controllers.CoreName(ns, "p")
+	if want, _ := controllers.PolicyDocument(name, p.Spec); s.policyDoc(t, name) != want {
+		t.Fatalf("after unseal the core holds %s", s.policyDoc(t, name))
+	}
+	s.gone(t, p, "sys/policies/acl/"+name)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
