@@ -69,6 +69,28 @@ $(STATICCHECK):
 	mkdir -p $(dir $@)
 	GOBIN=$(abspath $(dir $@)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# controller-gen writes api/v1alpha1/zz_generated.deepcopy.go, the CRDs in
+# config/crd/bases and the operator's RBAC (config/rbac/role.yaml, from the
+# +kubebuilder:rbac markers in controllers/). The generated files are
+# committed; config's tests run controller-gen and fail when they are stale,
+# so `make test` installs it (once per machine, into the cache).
+CONTROLLER_GEN_VERSION ?= v0.23.0
+export CONTROLLER_GEN := $(CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
+
+.PHONY: generate manifests
+generate: $(CONTROLLER_GEN) ## Deep copy functions of api/v1alpha1
+	$(CONTROLLER_GEN) object paths=./api/...
+
+manifests: $(CONTROLLER_GEN) ## CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from the markers
+	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
+	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+test: $(CONTROLLER_GEN)
+
+$(CONTROLLER_GEN):
+	mkdir -p $(dir $@)
+	GOBIN=$(abspath $(dir $@)) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
 fuzz: ## Run each fuzz target for a short while
 	./hack/fuzz.sh
 

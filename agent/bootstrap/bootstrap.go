@@ -1,6 +1,8 @@
 // Package bootstrap gives the agent its identity on the core: a client
 // certificate signed by the core's agent CA for a private key the agent
-// made itself, obtained with a token from an AppRole login.
+// made itself, obtained with a token from a login: AppRole (role ID and
+// secret ID) or Kubernetes (the pod's service account token, read from
+// auth.token_file at each login because the kubelet rotates it).
 //
 // Run is the entry point at start. The key (mode 0600), the certificate
 // and the CA chain are kept in the configuration's state directory (mode
@@ -14,7 +16,7 @@
 // the core's mTLS agent listener with the current certificate; Reissue
 // logs in again when the core says the token behind the certificate is
 // revoked or expired. Callers serialise Run, Renew and Reissue: they
-// write the same files. No error names the secret ID, the token or a key.
+// write the same files. No error names the secret ID, a token or a key.
 package bootstrap
 
 import (
@@ -28,6 +30,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -64,6 +67,7 @@ const (
 // Paths on the core's API (below /v1/).
 const (
 	loginPath       = "auth/approle/login"
+	loginPathFormat = "auth/%s/login" // Kubernetes, with auth.mount
 	certificatePath = "sys/agent/certificate"
 	renewPath       = "sys/agent/renew"
 )
@@ -73,8 +77,9 @@ const renewTimeout = 60 * time.Second
 
 var (
 	// ErrLoginRefused is wrapped by Run's and Reissue's error when the
-	// core refuses the AppRole login (unknown role ID, wrong, used-up or
-	// expired secret ID).
+	// core refuses the login: AppRole (unknown role ID, wrong, used-up or
+	// expired secret ID) or Kubernetes (a service account token the role
+	// does not bind, or for another audience).
 	ErrLoginRefused = errors.New("login refused")
 	// ErrNoSecretID is wrapped when a login is needed but there is no
 	// secret ID: remove_secret_id_file removed it after an earlier login,
@@ -92,11 +97,18 @@ var (
 	// ErrRemoveSecretIDFile is wrapped by Identity.Warning when the secret
 	// ID file could not be removed after a successful login.
 	ErrRemoveSecretIDFile = errors.New("remove secret ID file")
+	// ErrNoServiceAccountToken is wrapped when auth.token_file cannot be
+	// read or is empty (Kubernetes login).
+	ErrNoServiceAccountToken = errors.New("no service account token")
 )
+
+// maxServiceAccountTokenBytes bounds auth.token_file: a JWT is a few
+// kilobytes, and a bound keeps a wrong path from being read whole.
+const maxServiceAccountTokenBytes = 64 << 10
 
 // Identity is what the agent proves itself with.
 type Identity struct {
-	// Token is the core token from the AppRole login. It is empty when
+	// Token is the core token from the login. It is empty when
 	// Run reused a stored certificate without logging in, and after
 	// Renew: the agent then acts through its certificate on the agent
 	// listener, whose token the core finds by the certificate's accessor.
@@ -159,11 +171,11 @@ func Run(ctx context.Context, cfg *config.Config, c *client.Client, now func() t
 // whatever the state directory holds. The daemon calls it when the core
 // says the token behind the certificate is revoked or expired.
 func Reissue(ctx context.Context, cfg *config.Config, c *client.Client) (*Identity, error) {
-	tok, warn, err := Login(ctx, cfg, c)
+	tok, name, warn, err := login(ctx, cfg, c)
 	if err != nil {
 		return nil, err
 	}
-	cert, key, ca, err := issue(ctx, c)
+	cert, key, ca, err := issue(ctx, c, name)
 	if err != nil {
 		return nil, err
 	}
@@ -175,16 +187,98 @@ func Reissue(ctx context.Context, cfg *config.Config, c *client.Client) (*Identi
 	return &Identity{Token: tok, Certificate: cert, Key: key, CAPEM: ca, Warning: warn}, nil
 }
 
-// Login does the AppRole login with cfg.Auth and sets the token on c. After
-// a successful login with a secret ID read from auth.secret_id_file (not
-// from the environment) it removes that file when
-// auth.remove_secret_id_file is set; a failed removal does not fail the
-// login but is returned as warn (wrapping ErrRemoveSecretIDFile).
+// Login logs in with cfg.Auth's method and sets the token on c.
+//
+// AppRole: after a successful login with a secret ID read from
+// auth.secret_id_file (not from the environment) it removes that file
+// when auth.remove_secret_id_file is set; a failed removal does not fail
+// the login but is returned as warn (wrapping ErrRemoveSecretIDFile).
+//
+// Kubernetes: it reads the service account token from auth.token_file
+// and logs in at auth/<auth.mount>/login with auth.role.
 func Login(ctx context.Context, cfg *config.Config, c *client.Client) (tok string, warn, err error) {
-	a := cfg.Auth
-	if a.Method != "" && a.Method != config.AuthAppRole {
-		return "", nil, fmt.Errorf("bootstrap: auth method %q is not supported", a.Method)
+	tok, _, warn, err = login(ctx, cfg, c)
+	return tok, warn, err
+}
+
+// login is Login, also returning the name the agent's certificate should
+// carry ("" lets the core choose).
+func login(ctx context.Context, cfg *config.Config, c *client.Client) (tok, name string, warn, err error) {
+	switch cfg.Auth.Method {
+	case "", config.AuthAppRole:
+		tok, warn, err = loginAppRole(ctx, cfg.Auth, c)
+		return tok, "", warn, err
+	case config.AuthKubernetes:
+		tok, name, err = loginKubernetes(ctx, cfg.Auth, c)
+		return tok, name, nil, err
 	}
+	return "", "", nil, fmt.Errorf("bootstrap: auth method %q is not supported", cfg.Auth.Method)
+}
+
+// loginKubernetes logs in with the service account token of auth.token_file.
+// The certificate name is the service account, "<namespace>/<name>".
+func loginKubernetes(ctx context.Context, a config.Auth, c *client.Client) (tok, name string, err error) {
+	mount := a.Mount
+	if mount == "" {
+		mount = config.DefaultKubernetesMount
+	}
+	tokenFile := a.TokenFile
+	if tokenFile == "" {
+		tokenFile = config.DefaultKubernetesTokenFile
+	}
+	switch {
+	case a.Role == "":
+		return "", "", errors.New("bootstrap: kubernetes login: auth.role missing")
+	case strings.Contains("/"+mount+"/", "/../") || strings.HasPrefix(mount, "/"):
+		return "", "", fmt.Errorf("bootstrap: kubernetes login: auth.mount %q: not a path below auth/", mount)
+	}
+	jwt, err := readServiceAccountToken(tokenFile)
+	if err != nil {
+		return "", "", fmt.Errorf("bootstrap: kubernetes login: %w", err)
+	}
+	c.SetToken("")
+	path := fmt.Sprintf(loginPathFormat, mount)
+	resp, err := c.Write(ctx, path, map[string]any{"role": a.Role, "jwt": jwt})
+	switch {
+	case errors.Is(err, client.ErrPermissionDenied):
+		return "", "", fmt.Errorf("bootstrap: kubernetes login at %s/v1/%s with role %q: %w: the core refused the service account token of %s (is the service account bound by the role, in a bound namespace, and the token projected for the role's audience? the core's log says which)",
+			c.Address(), path, a.Role, ErrLoginRefused, tokenFile)
+	case err != nil:
+		return "", "", fmt.Errorf("bootstrap: kubernetes login at %s/v1/%s with role %q: %w", c.Address(), path, a.Role, err)
+	case resp.Auth == nil || resp.Auth.ClientToken == "":
+		return "", "", fmt.Errorf("bootstrap: kubernetes login at %s/v1/%s: the core answered without a token", c.Address(), path)
+	}
+	c.SetToken(resp.Auth.ClientToken)
+	if ns, sa := resp.Auth.Metadata["service_account_namespace"], resp.Auth.Metadata["service_account_name"]; ns != "" && sa != "" {
+		name = ns + "/" + sa
+	}
+	return resp.Auth.ClientToken, name, nil
+}
+
+// readServiceAccountToken reads a service account token file. Errors
+// name the file, never its content.
+func readServiceAccountToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: auth.token_file %s: %w", ErrNoServiceAccountToken, path, unwrapPath(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxServiceAccountTokenBytes+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%w: auth.token_file %s: %w", ErrNoServiceAccountToken, path, unwrapPath(err))
+	case len(b) > maxServiceAccountTokenBytes:
+		return "", fmt.Errorf("%w: auth.token_file %s: larger than %d bytes", ErrNoServiceAccountToken, path, maxServiceAccountTokenBytes)
+	}
+	jwt := strings.TrimSpace(string(b))
+	if jwt == "" {
+		return "", fmt.Errorf("%w: auth.token_file %s is empty", ErrNoServiceAccountToken, path)
+	}
+	return jwt, nil
+}
+
+// loginAppRole does the AppRole login with a.
+func loginAppRole(ctx context.Context, a config.Auth, c *client.Client) (tok string, warn, err error) {
 	switch {
 	case a.RoleID == "":
 		return "", nil, errors.New("bootstrap: approle login: role ID missing")
@@ -336,13 +430,13 @@ func checkIssued(data map[string]any, key *ecdsa.PrivateKey, roots *x509.CertPoo
 
 // issue makes a key and has the core sign a certificate for it, with the
 // token c holds.
-func issue(ctx context.Context, c *client.Client) (*x509.Certificate, *ecdsa.PrivateKey, string, error) {
+func issue(ctx context.Context, c *client.Client, name string) (*x509.Certificate, *ecdsa.PrivateKey, string, error) {
 	key, csr, err := newKeyAndCSR()
 	if err != nil {
 		return nil, nil, "", err
 	}
-	// An empty name lets the core name the agent after its AppRole role.
-	resp, err := c.Write(ctx, certificatePath, map[string]any{"csr": csr, "name": ""})
+	// An empty name lets the core name the agent (after its AppRole role).
+	resp, err := c.Write(ctx, certificatePath, map[string]any{"csr": csr, "name": name})
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("bootstrap: request agent certificate: %w", err)
 	}

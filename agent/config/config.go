@@ -47,11 +47,20 @@ const (
 	DefaultMissingKey      = MissingKeyError
 	DefaultReloadTimeout   = 10 * time.Second
 	DefaultHTTPMethod      = "POST"
+	// DefaultKubernetesTokenFile is where the agent reads its service
+	// account token for auth.method kubernetes: a projected token volume
+	// with the audience of the core's role.
+	DefaultKubernetesTokenFile = "/var/run/secrets/tokens/secrethub"
+	// DefaultKubernetesMount is the core's mount of the Kubernetes auth
+	// method, below auth/.
+	DefaultKubernetesMount = "kubernetes"
 )
 
 // Auth methods.
 const (
 	AuthAppRole = "approle"
+	// AuthKubernetes logs in with the pod's service account token.
+	AuthKubernetes = "kubernetes"
 )
 
 // Values of Template.MissingKey: the renderer's own (agent/render), so
@@ -110,8 +119,21 @@ type Core struct {
 
 // Auth says how the agent logs in to the core.
 type Auth struct {
-	// Method is the login method. Default (and, for now, only) "approle".
+	// Method is the login method: "approle" (default) or "kubernetes".
 	Method string `json:"method,omitempty"`
+
+	// Role is the core's Kubernetes auth role to log in with. Required for
+	// method kubernetes, refused for approle.
+	Role string `json:"role,omitempty"`
+	// TokenFile is the service account token (a JWT) for method
+	// kubernetes. It is read at each login, not at load: the kubelet
+	// rotates projected tokens. Default DefaultKubernetesTokenFile.
+	TokenFile string `json:"token_file,omitempty"`
+	// Mount is where the core mounts the Kubernetes auth method, below
+	// auth/ (the login is auth/<mount>/login). Default
+	// DefaultKubernetesMount.
+	Mount string `json:"mount,omitempty"`
+
 	// RoleIDFile is a file holding the AppRole role ID, read at load and
 	// trimmed of surrounding white space. SECRETHUB_ROLE_ID wins over it.
 	RoleIDFile string `json:"role_id_file,omitempty"`
@@ -297,6 +319,11 @@ func Parse(raw []byte, env func(string) (string, bool)) (*Config, error) {
 		return nil, explainDecode(err)
 	}
 	c.applyEnv(env)
+	if c.Auth.Method == AuthKubernetes {
+		// The AppRole variables may be set for other agents of the host;
+		// they mean nothing to this one.
+		c.Auth.RoleID, c.Auth.SecretID = "", ""
+	}
 	if err := c.readCredentials(env); err != nil {
 		return nil, err
 	}
@@ -412,6 +439,14 @@ func describeFSError(path string, err error) string {
 func (c *Config) FillDefaults() {
 	if c.Auth.Method == "" {
 		c.Auth.Method = DefaultAuthMethod
+	}
+	if c.Auth.Method == AuthKubernetes {
+		if c.Auth.TokenFile == "" {
+			c.Auth.TokenFile = DefaultKubernetesTokenFile
+		}
+		if c.Auth.Mount == "" {
+			c.Auth.Mount = DefaultKubernetesMount
+		}
 	}
 	if c.Cache.MaxEntries == 0 {
 		c.Cache.MaxEntries = DefaultCacheMaxEntries

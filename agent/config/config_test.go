@@ -350,6 +350,17 @@ func valid() *Config {
 	return c
 }
 
+// kube returns a mutation that switches a valid config to method
+// kubernetes, then applies more.
+func kube(more func(a *Auth)) func(c *Config) {
+	return func(c *Config) {
+		c.Auth = Auth{Method: AuthKubernetes, Role: "web", TokenFile: DefaultKubernetesTokenFile, Mount: DefaultKubernetesMount}
+		if more != nil {
+			more(&c.Auth)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := map[string]struct {
 		mutate  func(c *Config)
@@ -386,11 +397,27 @@ func TestValidate(t *testing.T) {
 		"relative ca file": {func(c *Config) { c.Core.CAFile = "ca.pem" },
 			`core.ca_file: "ca.pem": must be absolute`},
 
-		"kubernetes not yet": {func(c *Config) { c.Auth.Method = "kubernetes" },
-			`auth.method: "kubernetes": not supported yet; want approle`},
-		"unknown method": {func(c *Config) { c.Auth.Method = "token" }, `auth.method: "token": want approle`},
-		"no role id":     {func(c *Config) { c.Auth.RoleID = "" }, "auth.role_id: missing: set auth.role_id_file or SECRETHUB_ROLE_ID"},
-		"no secret id":   {func(c *Config) { c.Auth.SecretID = "" }, "auth.secret_id: missing: set auth.secret_id_file or SECRETHUB_SECRET_ID"},
+		"unknown method": {func(c *Config) { c.Auth.Method = "token" }, `auth.method: "token": want approle or kubernetes`},
+		"kubernetes field with approle": {func(c *Config) { c.Auth.Role = "web"; c.Auth.Mount = "k8s" },
+			"auth.role: only for auth.method kubernetes\nauth.mount: only for auth.method kubernetes"},
+		"kubernetes":                   {kube(nil), ""},
+		"kubernetes mount with a path": {kube(func(a *Auth) { a.Mount = "k8s/cluster-1" }), ""},
+		"kubernetes without role": {kube(func(a *Auth) { a.Role = "" }),
+			"auth.role: missing: the core's Kubernetes auth role to log in with"},
+		"kubernetes bad role": {kube(func(a *Auth) { a.Role = "web/x" }),
+			`auth.role: "web/x": want 1 to 128 letters, digits, '_', '.' or '-'`},
+		"kubernetes relative token file": {kube(func(a *Auth) { a.TokenFile = "token" }),
+			`auth.token_file: "token": must be absolute`},
+		"kubernetes no token file": {kube(func(a *Auth) { a.TokenFile = "" }),
+			"auth.token_file: missing: the service account token file"},
+		"kubernetes bad mount": {kube(func(a *Auth) { a.Mount = "/k8s" }),
+			`auth.mount: "/k8s": want the path below auth/ where the core mounts the method, like kubernetes`},
+		"kubernetes dot-dot mount": {kube(func(a *Auth) { a.Mount = "k8s/../sys" }),
+			`auth.mount: "k8s/../sys"`},
+		"kubernetes with approle files": {kube(func(a *Auth) { a.RoleIDFile = "/r"; a.SecretIDFile = "/s"; a.RemoveSecretIDFile = true }),
+			"auth.role_id_file: only for auth.method approle\nauth.secret_id_file: only for auth.method approle\nauth.remove_secret_id_file: only for auth.method approle"},
+		"no role id":   {func(c *Config) { c.Auth.RoleID = "" }, "auth.role_id: missing: set auth.role_id_file or SECRETHUB_ROLE_ID"},
+		"no secret id": {func(c *Config) { c.Auth.SecretID = "" }, "auth.secret_id: missing: set auth.secret_id_file or SECRETHUB_SECRET_ID"},
 		"remove without file": {func(c *Config) { c.Auth.RemoveSecretIDFile = true; c.Auth.SecretIDFile = "" },
 			"auth.remove_secret_id_file: set without auth.secret_id_file"},
 
@@ -635,5 +662,29 @@ func TestDocsExample(t *testing.T) {
 	}
 	if len(c.Templates) != 1 || c.Templates[0].Reload == nil || len(c.Templates[0].Reload.Command) != 3 {
 		t.Fatalf("example parsed to %+v", c.Templates)
+	}
+}
+
+func TestParseKubernetes(t *testing.T) {
+	// The AppRole variables of the environment mean nothing to method
+	// kubernetes; the token file is not read at load.
+	c, err := Parse([]byte("core:\n  addresses: [\"https://core:4000\"]\nauth:\n  method: kubernetes\n  role: web\n"), credEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Auth{Method: AuthKubernetes, Role: "web", TokenFile: DefaultKubernetesTokenFile, Mount: DefaultKubernetesMount}
+	if !reflect.DeepEqual(c.Auth, want) {
+		t.Fatalf("auth %+v, want %+v", c.Auth, want)
+	}
+	c, err = Parse([]byte("core:\n  addresses: [\"https://core:4000\"]\nauth:\n  method: kubernetes\n  role: web\n  token_file: /var/run/secrets/kubernetes.io/serviceaccount/token\n  mount: k8s/prod\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.TokenFile != "/var/run/secrets/kubernetes.io/serviceaccount/token" || c.Auth.Mount != "k8s/prod" {
+		t.Fatalf("auth %+v", c.Auth)
+	}
+	_, err = Parse([]byte("core:\n  addresses: [\"https://core:4000\"]\nauth:\n  method: kubernetes\n  jwt: abc\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), `unknown field "auth.jwt"`) && !strings.Contains(err.Error(), `unknown field "jwt"`) {
+		t.Fatalf("a JWT in the file: %v, want unknown field", err)
 	}
 }

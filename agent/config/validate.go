@@ -27,6 +27,13 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Detail }
 // stuck, and a stuck reload holds up the renders after it.
 const maxReloadTimeout = 10 * time.Minute
 
+// kubernetesRole is a role name of the core's Kubernetes auth method, and
+// mountPath a mount below auth/ (segments without the leading auth/).
+var (
+	kubernetesRole = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	mountPath      = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
+)
+
 var templateName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 // permsPattern is a quoted octal mode with a leading zero. The leading
@@ -82,10 +89,35 @@ func (c *Config) Validate() error {
 		if c.Auth.SecretID == "" && !(c.Auth.RemoveSecretIDFile && c.Auth.SecretIDFile != "") {
 			add("auth.secret_id", "missing: set auth.secret_id_file or %s", EnvSecretID)
 		}
-	case "kubernetes":
-		add("auth.method", "%q: not supported yet; want approle", c.Auth.Method)
+		for _, f := range []struct{ name, value string }{{"auth.role", c.Auth.Role}, {"auth.token_file", c.Auth.TokenFile}, {"auth.mount", c.Auth.Mount}} {
+			if f.value != "" {
+				add(f.name, "only for auth.method kubernetes")
+			}
+		}
+	case AuthKubernetes:
+		switch {
+		case c.Auth.Role == "":
+			add("auth.role", "missing: the core's Kubernetes auth role to log in with")
+		case !kubernetesRole.MatchString(c.Auth.Role):
+			add("auth.role", "%q: want 1 to 128 letters, digits, '_', '.' or '-'", truncate(c.Auth.Role, 40))
+		}
+		if c.Auth.TokenFile == "" {
+			add("auth.token_file", "missing: the service account token file")
+		}
+		checkPath("auth.token_file", c.Auth.TokenFile)
+		if !mountPath.MatchString(c.Auth.Mount) || strings.Contains("/"+c.Auth.Mount+"/", "/../") || strings.Contains("/"+c.Auth.Mount+"/", "/./") {
+			add("auth.mount", "%q: want the path below auth/ where the core mounts the method, like kubernetes", truncate(c.Auth.Mount, 40))
+		}
+		for _, f := range []struct {
+			name  string
+			isSet bool
+		}{{"auth.role_id_file", c.Auth.RoleIDFile != ""}, {"auth.secret_id_file", c.Auth.SecretIDFile != ""}, {"auth.remove_secret_id_file", c.Auth.RemoveSecretIDFile}} {
+			if f.isSet {
+				add(f.name, "only for auth.method approle")
+			}
+		}
 	default:
-		add("auth.method", "%q: want approle", truncate(c.Auth.Method, 40))
+		add("auth.method", "%q: want approle or kubernetes", truncate(c.Auth.Method, 40))
 	}
 	checkPath("auth.role_id_file", c.Auth.RoleIDFile)
 	checkPath("auth.secret_id_file", c.Auth.SecretIDFile)
