@@ -79,6 +79,7 @@ type Template struct {
 // http.
 //
 // +kubebuilder:validation:XValidation:rule="[has(self.command), has(self.signal), has(self.http)].filter(x, x).size() == 1",message="reload must set exactly one of command, signal and http"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('10m'))",message="reload.timeout must be more than 0s and at most 10m",fieldPath=".timeout"
 type Reload struct {
 	// Command is an argv run without a shell.
 	// +optional
@@ -95,8 +96,8 @@ type Reload struct {
 	// +optional
 	HTTP *HTTPReload `json:"http,omitempty"`
 
-	// Timeout bounds a command or HTTP reload: a Go duration; the agent's
-	// default is 10s.
+	// Timeout bounds a command or HTTP reload: a Go duration, at most
+	// 10m; the agent's default is 10s.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32

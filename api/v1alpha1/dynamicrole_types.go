@@ -31,8 +31,8 @@ var DefaultMount = map[Engine]string{
 // +kubebuilder:validation:XValidation:rule="self.engine == 'aws' ? has(self.aws) : !has(self.aws)",message="spec.aws must be set when engine is aws, and only then",fieldPath=".aws"
 // +kubebuilder:validation:XValidation:rule="!has(self.defaultTTL) || !has(self.maxTTL) || duration(self.maxTTL) >= duration(self.defaultTTL)",message="spec.maxTTL must be at least spec.defaultTTL",fieldPath=".maxTTL"
 // +kubebuilder:validation:XValidation:rule="!has(self.aws) || self.aws.credentialType != 'iam_user' || (!has(self.defaultTTL) && !has(self.maxTTL))",message="spec.defaultTTL and spec.maxTTL apply to aws assumed_role only: iam_user leases come from the mount's config/lease",fieldPath=".defaultTTL"
-// +kubebuilder:validation:XValidation:rule="self.engine == oldSelf.engine",message="spec.engine is immutable"
-// +kubebuilder:validation:XValidation:rule="has(self.mount) == has(oldSelf.mount) && (!has(self.mount) || self.mount == oldSelf.mount)",message="spec.mount is immutable"
+// +kubebuilder:validation:XValidation:rule="self.engine == oldSelf.engine",message="spec.engine is immutable",fieldPath=".engine"
+// +kubebuilder:validation:XValidation:rule="has(self.mount) == has(oldSelf.mount) && (!has(self.mount) || self.mount == oldSelf.mount)",message="spec.mount is immutable",fieldPath=".mount"
 type DynamicRoleSpec struct {
 	// Engine is the engine the role belongs to: postgresql, redis or aws.
 	// Immutable.

@@ -30,9 +30,10 @@ const (
 	EffectDeny  Effect = "deny"
 )
 
-// SecretPolicySpec is a core ACL policy: the rules of docs/policies.md. The
-// operator renders it into the core's policy document (see
-// SecretPolicySpec.Document).
+// SecretPolicySpec is a core ACL policy: the rules of docs/policies.md,
+// with camelCase field names. The operator renders it into the core's
+// policy document (snake_case: time_of_day, days_of_week, source_ip,
+// ttl_max).
 type SecretPolicySpec struct {
 	// Rules are examined for every request; deny wins.
 	// +required
