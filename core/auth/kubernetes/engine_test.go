@@ -385,3 +385,31 @@ func TestLoginFailuresAreRateLimited(t *testing.T) {
 		t.Fatalf("after the refill: %v, want denied (not limited)", err)
 	}
 }
+
+// TestRateLimitIsPerSource: one source failing does not lock the role for
+// another source (role names are not secret).
+func TestRateLimitIsPerSource(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	v := newEnv(t, kubernetes.Config{FailuresPerMinute: 6, Burst: 2, Now: func() time.Time { return now }})
+	v.must(logical.OpUpdate, "config", map[string]any{"kubernetes_host": "https://" + closedAddr(t), "token_reviewer_jwt": "r"})
+	v.must(logical.OpUpdate, "role/web", body(t, `{"bound_service_account_names":["app"],"bound_service_account_namespaces":["ns"]}`))
+	bad := map[string]any{"role": "web", "jwt": fakeJWT("system:serviceaccount:other:app")}
+	login := func(from string) error {
+		_, err := v.e.HandleRequest(context.Background(), &logical.Request{
+			Operation: logical.OpUpdate, Path: "auth/kubernetes/login", MountPath: "auth/kubernetes/",
+			RelativePath: "login", Data: bad, ClientAddr: netip.MustParseAddr(from),
+		})
+		return err
+	}
+	for range 2 {
+		if err := login("192.0.2.1"); !errors.Is(err, logical.ErrPermissionDenied) {
+			t.Fatalf("attacker: %v", err)
+		}
+	}
+	if err := login("192.0.2.1"); !errors.Is(err, logical.ErrRateLimited) {
+		t.Fatalf("attacker's third failure: %v, want rate limited", err)
+	}
+	if err := login("192.0.2.2"); !errors.Is(err, logical.ErrPermissionDenied) {
+		t.Fatalf("another source: %v, want denied on its own merits, not rate limited", err)
+	}
+}

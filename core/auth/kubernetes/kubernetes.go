@@ -32,9 +32,11 @@
 //   - An API server that cannot be reached, or that refuses the reviewer,
 //     answers an error matching logical.ErrUpstream (502) that names the
 //     API server and the cause, and is logged.
-//   - Failed logins are rate-limited per source address and per role, in
-//     memory, as AppRole does: while a limit is exceeded, login answers a
-//     *RateLimitError before any TokenReview is sent.
+//   - Failed logins are rate-limited per source address, in memory, as
+//     AppRole does: while the limit is exceeded, login answers a
+//     *RateLimitError before any TokenReview is sent. Unlike AppRole's
+//     role IDs, role names are not secret, so there is no per-role limit:
+//     anyone could use it to lock a role's workloads out.
 package kubernetes
 
 import (
@@ -86,14 +88,14 @@ type Config struct {
 	// Logger receives refused logins (with their reason) and upstream
 	// failures. Default: discard.
 	Logger *slog.Logger
-	// FailuresPerMinute is how many failed logins a source address, and
-	// separately a role, may have per minute on average. Zero means
+	// FailuresPerMinute is how many failed logins a source address may
+	// have per minute on average. Zero means
 	// DefaultFailuresPerMinute; a negative value turns rate limiting off.
 	FailuresPerMinute int
 	// Burst is how many failures may come at once before the per-minute
 	// rate applies. Zero means FailuresPerMinute.
 	Burst int
-	// MaxTrackedKeys bounds the memory of each rate limiter. Zero means
+	// MaxTrackedKeys bounds the memory of the rate limiter. Zero means
 	// DefaultMaxTrackedKeys.
 	MaxTrackedKeys int
 	// ReviewTimeout bounds one TokenReview call. Zero means
@@ -114,9 +116,8 @@ type Engine struct {
 
 	localCA, localToken string
 
-	// sources and roles limit failed logins; nil when rate limiting is off.
+	// sources limits failed logins; nil when rate limiting is off.
 	sources *ratelimit.Limiter
-	roles   *ratelimit.Limiter
 
 	// mu serialises writes of config and roles, which read, merge and
 	// write back.
@@ -170,7 +171,6 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 			maxKeys = DefaultMaxTrackedKeys
 		}
 		e.sources = ratelimit.New(perMinute, burst, maxKeys)
-		e.roles = ratelimit.New(perMinute, burst, maxKeys)
 	}
 	return e, nil
 }

@@ -48,10 +48,8 @@ func (e *LoginError) Error() string {
 func (e *LoginError) Unwrap() error { return logical.ErrPermissionDenied }
 
 // RateLimitError is a login refused, before any TokenReview, because its
-// source or its role failed too often. It matches logical.ErrRateLimited.
+// source address failed too often. It matches logical.ErrRateLimited.
 type RateLimitError struct {
-	// Scope is "source" or "role", for the log.
-	Scope string
 	// RetryAfter is when the next attempt would be let through.
 	RetryAfter time.Duration
 }
@@ -106,10 +104,7 @@ func (e *Engine) login(ctx context.Context, req *logical.Request, data map[strin
 	srcKey := ratelimit.SourceKey(req.ClientAddr)
 	if e.sources != nil {
 		if ok, wait := e.sources.Allow(srcKey, now); !ok {
-			return nil, &RateLimitError{Scope: "source", RetryAfter: wait}
-		}
-		if ok, wait := e.roles.Allow(role, now); !ok {
-			return nil, &RateLimitError{Scope: "role", RetryAfter: wait}
+			return nil, &RateLimitError{RetryAfter: wait}
 		}
 	}
 
@@ -118,10 +113,9 @@ func (e *Engine) login(ctx context.Context, req *logical.Request, data map[strin
 	var upstream *UpstreamError
 	switch {
 	case errors.As(err, &denied):
-		// Only a failure that is the caller's counts against the limits.
+		// Only a failure that is the caller's counts against the limit.
 		if e.sources != nil {
 			e.sources.Take(srcKey, now)
-			e.roles.Take(role, now)
 		}
 		e.log.InfoContext(ctx, "kubernetes login refused", "mount", req.MountPath, "role", role,
 			"client_addr", clientAddr(req), "reason", denied.Reason)
