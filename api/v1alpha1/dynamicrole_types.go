@@ -39,9 +39,11 @@ type DynamicRoleSpec struct {
 	// +required
 	Engine Engine `json:"engine"`
 
-	// Mount is the engine's mount path in the core; empty means the
-	// engine's usual path (database, redis or aws, see DefaultMount). The
-	// operator mounts the engine there when it is missing. Immutable.
+	// Mount is the prefix of the engine's mount path in the core; empty
+	// means the engine's usual path (database, redis or aws, see
+	// DefaultMount). The operator mounts an engine for this role alone
+	// below it, at <mount>/k8s/<namespace>/<name> (docs/operator.md).
+	// Immutable.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(/[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$`
