@@ -315,7 +315,7 @@ func (s *suite) testDynamicRolePostgreSQL(t *testing.T) {
 	}
 	setURL(fmt.Sprintf("postgresql://{{username}}:{{password}}@%s/no_such_db_%s?%s", u.Host, randHex(4), u.RawQuery))
 	c := s.condition(t, d, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonRejected)
-	if err := contains(c.Message, "verify_connection"); err != nil {
+	if err := contains(c.Message, "connection_url"); err != nil {
 		t.Fatal(err)
 	}
 	if err := contains(c.Message, adminPW); err == nil {
