@@ -11,10 +11,10 @@ import (
 // +kubebuilder:validation:XValidation:rule="self.templates.all(t, self.templates.exists_one(u, u.destination == t.destination))",message="spec.templates[].destination must be unique",fieldPath=".templates"
 type AgentTemplateSpec struct {
 	// Templates are rendered by the agent, each into its own file.
-	// Names and destinations are unique.
+	// Names and destinations are unique; at most 32.
 	// +required
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=32
 	// +listType=map
 	// +listMapKey=name
 	Templates []Template `json:"templates"`
@@ -54,15 +54,16 @@ type Template struct {
 	// Destination is the rendered file's absolute, clean path (in the
 	// pod: usually below the shared volume, /secrethub/).
 	// +required
-	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:Pattern=`^(/[^/]+)+$`
-	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(s, s == '.' || s == '..')",message="spec.templates[].destination must be a clean path, without '.' or '..' segments"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('/[.][.]?(/|$)')",message="spec.templates[].destination must be a clean path, without '.' or '..' segments"
 	Destination string `json:"destination"`
 
 	// Perms is the rendered file's mode, octal with a leading zero;
 	// group and other write are refused.
 	// +optional
 	// +kubebuilder:default="0640"
+	// +kubebuilder:validation:MaxLength=4
 	// +kubebuilder:validation:Pattern=`^0[0-7]{3}$`
 	Perms string `json:"perms,omitempty"`
 
