@@ -2,13 +2,19 @@
 SHELL := bash
 GO ?= go
 BIN := bin/secrethub
-CACHE ?= $(HOME)/.cache/secrethub
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/secrethub
 STATICCHECK_VERSION ?= v0.6.1
 STATICCHECK := $(CACHE)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 LOAD_DURATION ?= 3s
+# envtest's control plane (kube-apiserver, etcd), built once per machine by
+# hack/envtest-assets.sh into the cache; controller-runtime's envtest (and
+# internal/kubetest) find it through KUBEBUILDER_ASSETS.
+ENVTEST_K8S_VERSION ?= 1.37.2
+ENVTEST_ETCD_VERSION ?= 3.7.3
+export KUBEBUILDER_ASSETS := $(CACHE)/envtest-$(ENVTEST_K8S_VERSION)
 export SECRETHUB_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: build run test test-services bench bench-http bench-agents lint vet fmt fuzz clean
+.PHONY: build run test test-services envtest-assets bench bench-http bench-agents lint vet fmt fuzz clean
 
 build: ## Build bin/secrethub and the slim bin/secrethub-agent
 	$(GO) build -o $(BIN) ./cmd/secrethub
@@ -20,7 +26,11 @@ run: build ## Start the core in dev mode on 127.0.0.1:4000
 test-services: ## Make sure Postgres is reachable (start or install it)
 	./hack/test-services.sh
 
-test: test-services vet ## Run every test, with the race detector
+envtest-assets: ## Build kube-apiserver and etcd for envtest into KUBEBUILDER_ASSETS (once per machine)
+	KUBE_VERSION=$(ENVTEST_K8S_VERSION) ETCD_VERSION=$(ENVTEST_ETCD_VERSION) \
+	  ENVTEST_ASSETS_DIR=$(KUBEBUILDER_ASSETS) ./hack/envtest-assets.sh
+
+test: test-services envtest-assets vet ## Run every test, with the race detector
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 ./...
 
 bench: test-services build ## Run the benchmarks, then load the HTTP API against a trivial handler
