@@ -51,6 +51,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/secrethub/secrethub/core/auth/internal/ratelimit"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
@@ -114,8 +115,8 @@ type Engine struct {
 	rand    io.Reader
 
 	// sources and roles limit failed logins; nil when rate limiting is off.
-	sources *limiter
-	roles   *limiter
+	sources *ratelimit.Limiter
+	roles   *ratelimit.Limiter
 
 	seed  maphash.Seed
 	locks [lockStripes]sync.Mutex // guard each role's entry, secret IDs and accessors, by hash of the name
@@ -155,8 +156,8 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 		if maxKeys == 0 {
 			maxKeys = DefaultMaxTrackedKeys
 		}
-		e.sources = newLimiter(perMinute, burst, maxKeys)
-		e.roles = newLimiter(perMinute, burst, maxKeys)
+		e.sources = ratelimit.New(perMinute, burst, maxKeys)
+		e.roles = ratelimit.New(perMinute, burst, maxKeys)
 	}
 	return e, nil
 }

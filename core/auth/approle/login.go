@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/secrethub/secrethub/core/auth/internal/ratelimit"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
 	"github.com/secrethub/secrethub/core/storage"
@@ -131,14 +132,14 @@ func (e *Engine) login(ctx context.Context, req *logical.Request, data map[strin
 	}
 
 	now := e.now()
-	srcKey := sourceKey(req.ClientAddr)
+	srcKey := ratelimit.SourceKey(req.ClientAddr)
 	sum := sha256.Sum256([]byte(roleID))
 	roleKey := string(sum[:])
 	if e.sources != nil {
-		if ok, wait := e.sources.allow(srcKey, now); !ok {
+		if ok, wait := e.sources.Allow(srcKey, now); !ok {
 			return nil, &RateLimitError{Scope: "source", RetryAfter: wait}
 		}
-		if ok, wait := e.roles.allow(roleKey, now); !ok {
+		if ok, wait := e.roles.Allow(roleKey, now); !ok {
 			return nil, &RateLimitError{Scope: "role_id", RetryAfter: wait}
 		}
 	}
@@ -148,8 +149,8 @@ func (e *Engine) login(ctx context.Context, req *logical.Request, data map[strin
 	if e.sources != nil && errors.As(err, &denied) {
 		// Only a failure that is the caller's counts; success and storage
 		// errors do not.
-		e.sources.take(srcKey, now)
-		e.roles.take(roleKey, now)
+		e.sources.Take(srcKey, now)
+		e.roles.Take(roleKey, now)
 	}
 	return resp, err
 }
