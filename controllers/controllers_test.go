@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"reflect"
@@ -18,6 +19,7 @@ import (
 	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/api/v1alpha1"
 	"github.com/secrethub/secrethub/controllers"
+	"github.com/secrethub/secrethub/core/client"
 	"github.com/secrethub/secrethub/internal/pgtest"
 )
 
@@ -32,6 +34,7 @@ func TestOperator(t *testing.T) {
 	t.Run("DynamicRolePostgreSQL", s.testDynamicRolePostgreSQL)
 	t.Run("DynamicRoleAWSWaitsForItsSecret", s.testDynamicRoleAWS)
 	t.Run("SealedCore", s.testSealedCore)
+	t.Run("TenantConfinement", s.testTenantConfinement)
 }
 
 func (s *suite) testSecretPolicy(t *testing.T) {
@@ -40,7 +43,7 @@ func (s *suite) testSecretPolicy(t *testing.T) {
 	p := &v1alpha1.SecretPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-read"},
 		Spec: v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{
-			{Path: "secrets/app/*", Capabilities: []v1alpha1.Capability{"read", "list"}},
+			{Path: "secrets/" + ns + "/app/*", Capabilities: []v1alpha1.Capability{"read", "list"}},
 		}},
 	}
 	if err := s.kube.Create(ctx, p); err != nil {
@@ -62,7 +65,7 @@ func (s *suite) testSecretPolicy(t *testing.T) {
 	// Edit: a second rule with every condition.
 	s.update(t, p, func() {
 		p.Spec.Rules = append(p.Spec.Rules, v1alpha1.PolicyRule{
-			Path: "secrets/app/admin/**", Capabilities: []v1alpha1.Capability{"update"}, Effect: "deny",
+			Path: "secrets/" + ns + "/app/admin/**", Capabilities: []v1alpha1.Capability{"update"}, Effect: "deny",
 			Conditions: &v1alpha1.PolicyConditions{
 				TimeOfDay:  &v1alpha1.TimeOfDay{Start: "08:00", End: "18:00", TimeZone: "Europe/Paris"},
 				DaysOfWeek: []string{"mon", "fri"}, SourceIP: []string{"10.0.0.0/8"}, TTLMax: "1h",
@@ -201,7 +204,7 @@ func (s *suite) testSecretBinding(t *testing.T) {
 
 	p := &v1alpha1.SecretPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reader"},
-		Spec:       v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{{Path: "secrets/web/*", Capabilities: []v1alpha1.Capability{"read"}}}},
+		Spec:       v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{{Path: "secrets/" + ns + "/web/*", Capabilities: []v1alpha1.Capability{"read"}}}},
 	}
 	if err := s.kube.Create(ctx, p); err != nil {
 		t.Fatal(err)
@@ -395,7 +398,7 @@ func (s *suite) testSealedCore(t *testing.T) {
 	ns := s.namespace(t)
 	p := &v1alpha1.SecretPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"},
-		Spec:       v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{{Path: "secrets/a", Capabilities: []v1alpha1.Capability{"read"}}}},
+		Spec:       v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{{Path: "secrets/" + ns + "/a", Capabilities: []v1alpha1.Capability{"read"}}}},
 	}
 	if err := s.kube.Create(ctx, p); err != nil {
 		t.Fatal(err)
@@ -410,7 +413,7 @@ func (s *suite) testSealedCore(t *testing.T) {
 			_, _ = s.core.Unseal(context.Background(), s.unseal)
 		}
 	})
-	s.update(t, p, func() { p.Spec.Rules[0].Path = "secrets/b" })
+	s.update(t, p, func() { p.Spec.Rules[0].Path = "secrets/" + ns + "/b" })
 	c := s.condition(t, p, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCoreSealed)
 	if err := contains(c.Message, "sealed"); err != nil {
 		t.Fatal(err)
@@ -433,4 +436,29 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// testTenantConfinement: a namespace's SecretPolicy may not grant another
+// namespace's secrets; it is Rejected with the field named and nothing
+// reaches the core, until the path is the namespace's own.
+func (s *suite) testTenantConfinement(t *testing.T) {
+	ctx := context.Background()
+	ns := s.namespace(t)
+	p := &v1alpha1.SecretPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grab"},
+		Spec:       v1alpha1.SecretPolicySpec{Rules: []v1alpha1.PolicyRule{{Path: "secrets/other-team/*", Capabilities: []v1alpha1.Capability{"read"}}}},
+	}
+	if err := s.kube.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	c := s.condition(t, p, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRejected)
+	if err := contains(c.Message, "spec.rules[0].path"); err != nil {
+		t.Fatal(err)
+	}
+	name := controllers.CoreName(ns, "grab")
+	if _, err := s.core.Read(ctx, "sys/policies/acl/"+name, nil); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("a confined policy reached the core: %v", err)
+	}
+	s.update(t, p, func() { p.Spec.Rules[0].Path = "secrets/" + ns + "/*" })
+	s.ready(t, p)
 }

@@ -58,6 +58,22 @@ type Options struct {
 	// DynamicRoles name) straight from the API server. Required for the
 	// DynamicRole reconciler.
 	APIReader kclient.Reader
+	// AdminNamespaces are the namespaces whose SecretPolicies may grant
+	// any path; others are confined to their own part of the core (see
+	// checkTenantRules). Nil means DefaultAdminNamespaces.
+	AdminNamespaces []string
+	// Unconfined lets every namespace's SecretPolicies grant any path:
+	// for single-tenant clusters where only administrators may create
+	// SecretPolicies.
+	Unconfined bool
+}
+
+// adminNamespaces is AdminNamespaces or its default.
+func (o Options) adminNamespaces() []string {
+	if o.AdminNamespaces == nil {
+		return DefaultAdminNamespaces
+	}
+	return o.AdminNamespaces
 }
 
 // DefaultMaxBackoff is the longest wait between retries of a failed sync.

@@ -30,7 +30,7 @@ func NewSecretPolicyReconciler(kube kclient.Client, opts Options) *SecretPolicyR
 	r.loop = loop[*v1alpha1.SecretPolicy]{
 		kube: kube, opts: opts, kindStr: "SecretPolicy",
 		newObj: func() *v1alpha1.SecretPolicy { return &v1alpha1.SecretPolicy{} },
-		kind:   policyKind{core: opts.Core},
+		kind:   policyKind{core: opts.Core, opts: opts},
 	}
 	return r
 }
@@ -44,7 +44,10 @@ func (r *SecretPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-type policyKind struct{ core *client.Client }
+type policyKind struct {
+	core *client.Client
+	opts Options
+}
 
 func (policyKind) coreName(p *v1alpha1.SecretPolicy) string {
 	return CoreName(p.Namespace, p.Name)
@@ -54,6 +57,11 @@ func policyPath(name string) string { return "sys/policies/acl/" + name }
 
 func (k policyKind) sync(ctx context.Context, p *v1alpha1.SecretPolicy) (outcome, error) {
 	name := k.coreName(p)
+	if !k.opts.Unconfined {
+		if err := checkTenantRules(p.Namespace, k.opts.adminNamespaces(), p.Spec); err != nil {
+			return outcome{}, err
+		}
+	}
 	doc, err := PolicyDocument(name, p.Spec)
 	if err != nil {
 		return outcome{}, err

@@ -68,6 +68,9 @@ For development, $SECRETHUB_TOKEN is used as is instead.`,
 	f.StringVar(&o.Login.TokenFile, "token-file", "", "the operator's service account token (default "+operator.DefaultTokenFile+", else "+operator.StandardTokenFile+")")
 	f.StringVar(&o.AuthMount, "binding-auth-mount", controllers.DefaultAuthMount, "the core's Kubernetes auth mount SecretBindings become roles of")
 	f.StringVar(&namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
+	f.StringSliceVar(&o.AdminNamespaces, "admin-namespaces", controllers.DefaultAdminNamespaces,
+		"namespaces whose SecretPolicies may grant any path; others may only grant secrets/<ns>/, secrets/secrethub/agent-templates/<ns>/ and <mount>/k8s/<ns>/, without sudo")
+	f.BoolVar(&o.UnconfinedPolicies, "unconfined-policies", false, "let every namespace's SecretPolicies grant any path (only where SecretPolicies are reserved to administrators)")
 	f.DurationVar(&o.ResyncPeriod, "resync-period", controllers.DefaultResyncPeriod, "how often unchanged resources are synced again, putting back core objects changed by hand")
 	f.StringVar(&o.MetricsAddress, "metrics-bind-address", operator.DefaultMetricsAddress, `address of the metrics endpoint ("0" disables it)`)
 	f.StringVar(&o.HealthAddress, "health-probe-bind-address", operator.DefaultHealthAddress, "address of /healthz and /readyz")

@@ -57,6 +57,12 @@ type Options struct {
 	// AuthMount is the core's Kubernetes auth mount SecretBindings become
 	// roles of. Default controllers.DefaultAuthMount.
 	AuthMount string
+	// AdminNamespaces may grant any path in their SecretPolicies; nil
+	// means controllers.DefaultAdminNamespaces.
+	AdminNamespaces []string
+	// UnconfinedPolicies lets every namespace's SecretPolicies grant any
+	// path (single-tenant clusters).
+	UnconfinedPolicies bool
 
 	// MetricsAddress serves Prometheus metrics; "0" disables them.
 	// Default DefaultMetricsAddress.
@@ -144,6 +150,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := controllers.SetupAll(mgr, controllers.Options{
 		Core: core, ResyncPeriod: o.ResyncPeriod, AuthMount: o.AuthMount,
+		AdminNamespaces: o.AdminNamespaces, Unconfined: o.UnconfinedPolicies,
 	}); err != nil {
 		return fmt.Errorf("controllers: %w", err)
 	}
