@@ -9,17 +9,21 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/api/v1alpha1"
 	"github.com/secrethub/secrethub/controllers"
 	"github.com/secrethub/secrethub/core/client"
+	"github.com/secrethub/secrethub/internal/kubetest"
 	"github.com/secrethub/secrethub/internal/pgtest"
 )
 
@@ -210,6 +214,7 @@ func (s *suite) testSecretBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.ready(t, b)
+	s.loginAs(t, ns, "web", name, []string{"default", controllers.CoreName(ns, "reader")})
 
 	// Edit, then drift.
 	s.update(t, b, func() { b.Spec.ServiceAccounts = []string{"web"} })
@@ -461,4 +466,54 @@ func (s *suite) testTenantConfinement(t *testing.T) {
 	}
 	s.update(t, p, func() { p.Spec.Rules[0].Path = "secrets/" + ns + "/*" })
 	s.ready(t, p)
+}
+
+// loginAs gives service account sa of ns a token for the audience
+// "secrethub" and logs in to the core through the Kubernetes auth role,
+// which reviews it with the envtest API server: the core token must carry
+// exactly want.
+func (s *suite) loginAs(t *testing.T, ns, sa, role string, want []string) {
+	t.Helper()
+	ctx := context.Background()
+	cs := kubetest.Clientset(t, s.cfg)
+	for _, name := range []string{sa, "reviewer"} {
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "secrethub-reviewer-" + ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "reviewer", Namespace: ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	token := func(name string, aud []string) string {
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{Audiences: aud}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	if _, err := s.core.Write(ctx, "auth/kubernetes/config", map[string]any{
+		"kubernetes_host": s.cfg.Host, "kubernetes_ca_cert": string(s.cfg.CAData),
+		"token_reviewer_jwt": token("reviewer", nil), "disable_local_ca_jwt": true,
+	}); err != nil {
+		t.Fatalf("configure kubernetes auth: %v", err)
+	}
+	anon, err := client.New(client.Config{Address: s.coreURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := anon.Write(ctx, "auth/kubernetes/login", map[string]any{"role": role, "jwt": token(sa, []string{"secrethub"})})
+	if err != nil {
+		t.Fatalf("login as %s/%s: %v", ns, sa, err)
+	}
+	got := append([]string(nil), resp.Auth.Policies...)
+	slices.Sort(got)
+	w := append([]string(nil), want...)
+	slices.Sort(w)
+	if !slices.Equal(got, w) {
+		t.Fatalf("policies of %s/%s = %v, want %v", ns, sa, got, w)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	kclient "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -47,6 +48,7 @@ const wait = 90 * time.Second
 // storage, over HTTP), and the operator's manager running against both.
 type suite struct {
 	t       *testing.T
+	cfg     *rest.Config
 	kube    kclient.Client
 	core    *client.Client // root token
 	coreURL string
@@ -60,7 +62,7 @@ func newSuite(t *testing.T) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &suite{t: t, kube: kubetest.Client(t, cfg, scheme)}
+	s := &suite{t: t, cfg: cfg, kube: kubetest.Client(t, cfg, scheme)}
 
 	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
 		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
