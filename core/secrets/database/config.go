@@ -243,15 +243,45 @@ func (e *Engine) open(name string, c *connConfig) (*target, error) {
 	return &target{name: name, host: hostOf(pc), cfg: c, pool: pool}, nil
 }
 
-// dropPool closes and forgets the pool of config name, if open.
+// poolRetireDelay is how long a pool that was replaced or dropped stays
+// open for the requests still using it. Closing it at once would cancel
+// their connection attempts.
+const poolRetireDelay = 30 * time.Second
+
+// dropPool forgets the pool of config name, if open; the next use opens a
+// new one, and the old one closes after poolRetireDelay.
 func (e *Engine) dropPool(name string) {
 	e.mu.Lock()
 	t, ok := e.pools[name]
 	delete(e.pools, name)
 	e.mu.Unlock()
 	if ok {
-		t.pool.Close()
+		time.AfterFunc(poolRetireDelay, t.pool.Close)
 	}
+}
+
+// replacePool follows a config write: a pool whose connection settings
+// are unchanged is kept (only the config it carries is new), so a client
+// that rewrites the same config — the operator at every resync — does not
+// churn connections or disturb requests in flight; otherwise the pool is
+// dropped.
+func (e *Engine) replacePool(name string, c *connConfig) {
+	e.mu.Lock()
+	t, ok := e.pools[name]
+	if ok && t.cfg.sameConnection(c) {
+		e.pools[name] = &target{name: t.name, host: t.host, cfg: c, pool: t.pool}
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
+	e.dropPool(name)
+}
+
+// sameConnection reports whether c opens the same connections as o.
+func (o *connConfig) sameConnection(c *connConfig) bool {
+	return o.ConnectionURL == c.ConnectionURL && o.Username == c.Username && o.Password == c.Password &&
+		o.MaxOpenConnections == c.MaxOpenConnections && o.MaxIdleConnections == c.MaxIdleConnections &&
+		o.MaxConnectionLifetime == c.MaxConnectionLifetime
 }
 
 // acquire takes a connection from t's pool, naming the target on failure.
@@ -391,7 +421,7 @@ func (e *Engine) writeConfig(ctx context.Context, name string, data map[string]a
 	if err := e.putJSON(ctx, configPrefix+name, &c); err != nil {
 		return nil, err
 	}
-	e.dropPool(name)
+	e.replacePool(name, &c)
 	e.log.InfoContext(ctx, "database config written", "config", name, "verified", c.VerifyConnection)
 	if len(warnings) > 0 {
 		return &logical.Response{Warnings: warnings}, nil
