@@ -32,7 +32,13 @@ const initMarkerMode = 0o644
 // agentOptions are the flags of `secrethub agent`.
 type agentOptions struct {
 	configPath string
-	initOnly   bool
+	// configEnv names an environment variable holding the configuration
+	// (the sidecar injector's way to pass it without a file).
+	configEnv string
+	initOnly  bool
+	// checkFile, when set, only checks that the file exists (the native
+	// sidecar's startup probe on init_marker; the image has no shell).
+	checkFile string
 }
 
 // New returns the agent command. use is its name ("agent" under
@@ -40,7 +46,7 @@ type agentOptions struct {
 func New(use string) *cobra.Command {
 	var o agentOptions
 	cmd := &cobra.Command{
-		Use:   use + " -config FILE [-init]",
+		Use:   use + " -config FILE | -config-env NAME [-init]",
 		Short: "Run the agent: log in, render secrets into files",
 		Long: `The agent logs in to the core with AppRole, gets its client certificate
 from the core's agent CA (kept in state_dir and reused until 7 days before
@@ -57,21 +63,54 @@ serving from its cache while the core is away. SIGTERM or SIGINT stops it.
 With -init it renders every template once, writes init_marker, and exits:
 0 when every file is in place, non-zero with the reason otherwise.
 
+-config-env NAME reads the configuration from the environment variable NAME
+instead of a file (the sidecar injector passes it so). -check-file PATH only
+checks that PATH exists (exit 0) or not (exit 1): a startup probe for images
+without a shell.
+
 See docs/agent.md for the configuration file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.checkFile != "" {
+				if _, err := os.Stat(o.checkFile); err != nil {
+					return fmt.Errorf("-check-file: %w", err)
+				}
+				return nil
+			}
 			return runAgent(cmd.Context(), o, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configPath, "config", "", "agent configuration file (YAML or JSON)")
+	f.StringVar(&o.configEnv, "config-env", "", "environment variable holding the configuration, instead of -config")
 	f.BoolVar(&o.initOnly, "init", false, "render every template once and exit")
-	_ = cmd.MarkFlagRequired("config")
+	f.StringVar(&o.checkFile, "check-file", "", "only check that this file exists (a startup probe), then exit")
+	cmd.MarkFlagsMutuallyExclusive("config", "config-env")
 	return cmd
 }
 
+// loadConfig reads the configuration from -config or -config-env.
+func loadConfig(o agentOptions, env func(string) (string, bool)) (*config.Config, error) {
+	switch {
+	case o.configPath != "":
+		return config.Load(o.configPath, env)
+	case o.configEnv != "":
+		raw, ok := env(o.configEnv)
+		if !ok || strings.TrimSpace(raw) == "" {
+			return nil, fmt.Errorf("config: -config-env %s: the variable is not set", o.configEnv)
+		}
+		c, err := config.Parse([]byte(raw), env)
+		if err != nil {
+			return nil, fmt.Errorf("config $%s: %w", o.configEnv, err)
+		}
+		return c, nil
+	default:
+		return nil, errors.New("config: set -config FILE or -config-env NAME")
+	}
+}
+
 func runAgent(ctx context.Context, o agentOptions, stderr io.Writer) error {
-	cfg, err := config.Load(o.configPath, nil)
+	cfg, err := loadConfig(o, os.LookupEnv)
 	if err != nil {
 		return err
 	}
