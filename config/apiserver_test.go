@@ -426,6 +426,36 @@ kind: SecretBinding
 metadata: {name: cross}
 spec: {serviceAccounts: [app], policies: [p], namespaces: [kube-system]}
 `},
+	{"secretsync path outside KV form", "spec.path", "should match", `
+apiVersion: secrethub.io/v1alpha1
+kind: SecretSync
+metadata: {name: bad-path}
+spec: {path: "/secrets/a"}
+`},
+	{"secretsync path with ..", "spec.path", "clean path", `
+apiVersion: secrethub.io/v1alpha1
+kind: SecretSync
+metadata: {name: dotdot}
+spec: {path: "secrets/a/../b"}
+`},
+	{"secretsync refresh too short", "spec.refreshInterval", "from 1s to 24h", `
+apiVersion: secrethub.io/v1alpha1
+kind: SecretSync
+metadata: {name: fast}
+spec: {path: "secrets/a/b", refreshInterval: 10ms}
+`},
+	{"secretsync bad Secret key", "spec.keys.a", "should match", `
+apiVersion: secrethub.io/v1alpha1
+kind: SecretSync
+metadata: {name: bad-key}
+spec: {path: "secrets/a/b", keys: {a: "x y"}}
+`},
+	{"secretsync rollout of a Pod", "spec.rolloutRestart[0].kind", "Unsupported value", `
+apiVersion: secrethub.io/v1alpha1
+kind: SecretSync
+metadata: {name: pod}
+spec: {path: "secrets/a/b", rolloutRestart: [{kind: Pod, name: x}]}
+`},
 }
 
 func newClient(t *testing.T, cfg *rest.Config) client.Client {

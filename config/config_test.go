@@ -27,6 +27,7 @@ var kinds = map[string]string{
 	"DynamicRole":   "dynamicroles",
 	"AgentTemplate": "agenttemplates",
 	"SecretBinding": "secretbindings",
+	"SecretSync":    "secretsyncs",
 }
 
 // build runs kustomize on dir, as `kubectl apply -k` would.
@@ -177,8 +178,9 @@ func TestDefaultBuild(t *testing.T) {
 
 	t.Run("rbac", func(t *testing.T) {
 		// The cluster-wide permissions: the secrethub.io kinds, reading
-		// Secrets (connections of DynamicRoles) and recording events.
-		// Nothing else, no wildcard, no delete, no Secret writes.
+		// Secrets (connections of DynamicRoles), writing the Secrets of
+		// SecretSyncs, restarting their workloads, and recording events.
+		// Nothing else, no wildcard, no delete.
 		allowed := map[string][]string{
 			"secrethub.io/secretpolicies":            {"get", "list", "watch", "update", "patch"},
 			"secrethub.io/dynamicroles":              {"get", "list", "watch", "update", "patch"},
@@ -192,7 +194,13 @@ func TestDefaultBuild(t *testing.T) {
 			"secrethub.io/dynamicroles/finalizers":   {"update"},
 			"secrethub.io/agenttemplates/finalizers": {"update"},
 			"secrethub.io/secretbindings/finalizers": {"update"},
-			"/secrets":                               {"get", "list", "watch"},
+			"secrethub.io/secretsyncs":               {"get", "list", "watch", "update", "patch"},
+			"secrethub.io/secretsyncs/status":        {"get", "update", "patch"},
+			"secrethub.io/secretsyncs/finalizers":    {"update"},
+			"/secrets":                               {"get", "list", "watch", "create", "update", "patch"},
+			"apps/deployments":                       {"get", "patch"},
+			"apps/statefulsets":                      {"get", "patch"},
+			"apps/daemonsets":                        {"get", "patch"},
 			"events.k8s.io/events":                   {"create", "patch"},
 		}
 		crs := only[rbacv1.ClusterRole](t, objs, "ClusterRole")

@@ -117,7 +117,17 @@ type outcome struct {
 	// notReady, when set, makes Ready False with this reason and message
 	// although the sync succeeded (a referenced object is missing).
 	notReadyReason, notReadyMessage string
+	// requeueAfter, when set, replaces the resync period for this object.
+	requeueAfter time.Duration
+	// message, when set, replaces the Synced and Ready messages and the
+	// first sync's event note (for kinds that read the core rather than
+	// write it).
+	message string
 }
+
+// readOnlyKind is implemented by kinds that only read the core: their
+// remove deletes nothing there, and no Deleted event is recorded.
+type readOnlyKind interface{ readsCoreOnly() }
 
 // kind is what each reconciler gives the shared loop.
 type kind[T v1alpha1.Object] interface {
@@ -169,7 +179,11 @@ func (l *loop[T]) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 
 	out, err := l.kind.sync(ctx, obj)
 	st.ObservedGeneration = gen
-	result, retErr := ctrl.Result{RequeueAfter: l.opts.resync()}, error(nil)
+	requeue := l.opts.resync()
+	if out.requeueAfter > 0 {
+		requeue = out.requeueAfter
+	}
+	result, retErr := ctrl.Result{RequeueAfter: requeue}, error(nil)
 	if err != nil {
 		reason, msg, retry := classify(err)
 		failed := cond{metav1.ConditionFalse, reason, msg}
@@ -180,14 +194,19 @@ func (l *loop[T]) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 			result, retErr = ctrl.Result{}, fmt.Errorf("sync %s %s: %w", l.kindStr, req.NamespacedName, err)
 		}
 	} else {
-		ready := cond{metav1.ConditionTrue, v1alpha1.ReasonSynced, fmt.Sprintf("%s is in effect in the core", st.CoreName)}
+		readyMsg, syncedMsg, firstMsg := fmt.Sprintf("%s is in effect in the core", st.CoreName),
+			fmt.Sprintf("the core holds %s as the spec says", st.CoreName), fmt.Sprintf("wrote %s to the core", st.CoreName)
+		if out.message != "" {
+			readyMsg, syncedMsg, firstMsg = out.message, out.message, out.message
+		}
+		ready := cond{metav1.ConditionTrue, v1alpha1.ReasonSynced, readyMsg}
 		if out.notReadyReason != "" {
 			ready = cond{metav1.ConditionFalse, out.notReadyReason, out.notReadyMessage}
 		}
-		setConditions(st, gen, cond{metav1.ConditionTrue, v1alpha1.ReasonSynced, fmt.Sprintf("the core holds %s as the spec says", st.CoreName)}, ready)
+		setConditions(st, gen, cond{metav1.ConditionTrue, v1alpha1.ReasonSynced, syncedMsg}, ready)
 		switch {
 		case firstSync:
-			l.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonSynced, "Sync", fmt.Sprintf("wrote %s to the core", st.CoreName))
+			l.event(obj, corev1.EventTypeNormal, v1alpha1.ReasonSynced, "Sync", firstMsg)
 		case out.wrote:
 			logger.Info("core object differed from the spec: written again", "coreName", st.CoreName)
 			l.event(obj, corev1.EventTypeWarning, EventDriftCorrected, "Sync", fmt.Sprintf("%s was changed in the core; written again from the spec", st.CoreName))
@@ -196,7 +215,9 @@ func (l *loop[T]) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result,
 			l.event(obj, corev1.EventTypeWarning, out.notReadyReason, "Sync", out.notReadyMessage)
 		}
 	}
-	if !equality.Semantic.DeepEqual(base.GetStatus(), st) {
+	// The whole object, not only the shared status: a kind may keep
+	// fields of its own in its status (SecretSync's dataHash).
+	if !equality.Semantic.DeepEqual(base, obj) {
 		if err := l.kube.Status().Patch(ctx, obj, kclient.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, errors.Join(retErr, fmt.Errorf("update status: %w", err))
 		}
@@ -226,7 +247,9 @@ func (l *loop[T]) finalize(ctx context.Context, obj T) (ctrl.Result, error) {
 		// go while its core object stays.
 		return ctrl.Result{}, fmt.Errorf("remove %s from the core: %w", name, err)
 	}
-	l.event(obj, corev1.EventTypeNormal, EventDeleted, "Delete", fmt.Sprintf("removed %s from the core", name))
+	if _, ro := l.kind.(readOnlyKind); !ro {
+		l.event(obj, corev1.EventTypeNormal, EventDeleted, "Delete", fmt.Sprintf("removed %s from the core", name))
+	}
 	base := obj.DeepCopyObject().(T)
 	controllerutil.RemoveFinalizer(obj, v1alpha1.Finalizer)
 	if err := l.kube.Patch(ctx, obj, kclient.MergeFrom(base)); err != nil {
@@ -278,6 +301,8 @@ func classify(err error) (reason, msg string, retry bool) {
 	switch {
 	case errors.Is(err, errInvalidSpec):
 		return v1alpha1.ReasonRejected, msg, false
+	case errors.Is(err, errKube):
+		return ReasonKubernetesAPI, msg, true
 	case errors.Is(err, errDependency):
 		return v1alpha1.ReasonDependencyMissing, msg, true
 	case errors.Is(err, client.ErrSealed):
@@ -300,7 +325,7 @@ const ReasonPermissionDenied = "PermissionDenied"
 // namespace):
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=secrethub-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
-// SetupAll registers the four reconcilers with mgr.
+// SetupAll registers the five reconcilers with mgr.
 func SetupAll(mgr ctrl.Manager, opts Options) error {
 	if opts.APIReader == nil {
 		opts.APIReader = mgr.GetAPIReader()
@@ -314,6 +339,7 @@ func SetupAll(mgr ctrl.Manager, opts Options) error {
 		NewDynamicRoleReconciler(kube, opts),
 		NewAgentTemplateReconciler(kube, opts),
 		NewSecretBindingReconciler(kube, opts),
+		NewSecretSyncReconciler(kube, opts),
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
