@@ -7,17 +7,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/api/v1alpha1"
@@ -39,6 +45,7 @@ func TestOperator(t *testing.T) {
 	t.Run("DynamicRoleAWSWaitsForItsSecret", s.testDynamicRoleAWS)
 	t.Run("SealedCore", s.testSealedCore)
 	t.Run("TenantConfinement", s.testTenantConfinement)
+	t.Run("SecretSync", s.testSecretSync)
 }
 
 func (s *suite) testSecretPolicy(t *testing.T) {
@@ -515,5 +522,182 @@ func (s *suite) loginAs(t *testing.T, ns, sa, role string, want []string) {
 	slices.Sort(w)
 	if !slices.Equal(got, w) {
 		t.Fatalf("policies of %s/%s = %v, want %v", ns, sa, got, w)
+	}
+}
+
+func (s *suite) testSecretSync(t *testing.T) {
+	ctx := context.Background()
+	ns := s.namespace(t)
+	path := "secrets/" + ns + "/app"
+	if _, err := s.core.Write(ctx, path, map[string]any{"user": "app", "password": "p1", "port": 5432}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "web"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example.com/web:1"}}},
+			},
+		},
+	}
+	if err := s.kube.Create(ctx, dep); err != nil {
+		t.Fatal(err)
+	}
+	restartedAt := func() string {
+		t.Helper()
+		if err := s.kube.Get(ctx, kclient.ObjectKeyFromObject(dep), dep); err != nil {
+			t.Fatal(err)
+		}
+		return dep.Spec.Template.Annotations[controllers.RestartedAtAnnotation]
+	}
+
+	sync := &v1alpha1.SecretSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-env"},
+		Spec: v1alpha1.SecretSyncSpec{
+			Path:            path,
+			RefreshInterval: &metav1.Duration{Duration: time.Second},
+			RolloutRestart:  []v1alpha1.RolloutTarget{{Kind: v1alpha1.RolloutDeployment, Name: "web"}},
+		},
+	}
+	if err := s.kube.Create(ctx, sync); err != nil {
+		t.Fatal(err)
+	}
+	s.ready(t, sync)
+	if sync.Status.CoreName != path || sync.Status.LastSyncedVersion != 1 || !strings.HasPrefix(sync.Status.DataHash, "sha256:") {
+		t.Fatalf("status %+v: want coreName %s, version 1, a sha256 data hash", sync.Status, path)
+	}
+	sec := &corev1.Secret{}
+	secret := func() map[string]string {
+		t.Helper()
+		if err := s.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "app-env"}, sec); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for k, v := range sec.Data {
+			out[k] = string(v)
+		}
+		return out
+	}
+	if got, want := secret(), map[string]string{"user": "app", "password": "p1", "port": "5432"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Secret data %v, want %v", got, want)
+	}
+	if !metav1.IsControlledBy(sec, sync) || sec.Type != corev1.SecretTypeOpaque || sec.Labels[controllers.ManagedByLabel] != controllers.ManagedByValue {
+		t.Fatalf("Secret owners %+v, type %s, labels %v: want controlled by the SecretSync, Opaque, managed-by secrethub", sec.OwnerReferences, sec.Type, sec.Labels)
+	}
+	if got := restartedAt(); got != "" {
+		t.Fatalf("the first sync restarted the Deployment (%s)", got)
+	}
+
+	// A new version with the same data: read (lastSyncedVersion follows),
+	// but the Secret is not written and nothing restarts.
+	rv, hash := sec.ResourceVersion, sync.Status.DataHash
+	if _, err := s.core.Write(ctx, path, map[string]any{"user": "app", "password": "p1", "port": 5432}); err != nil {
+		t.Fatal(err)
+	}
+	version := func(v int64) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("version %d synced", v), func() error {
+			if err := s.kube.Get(ctx, kclient.ObjectKeyFromObject(sync), sync); err != nil {
+				return err
+			}
+			if sync.Status.LastSyncedVersion != v {
+				return fmt.Errorf("lastSyncedVersion %d", sync.Status.LastSyncedVersion)
+			}
+			return nil
+		})
+	}
+	version(2)
+	if secret(); sec.ResourceVersion != rv || sync.Status.DataHash != hash || restartedAt() != "" {
+		t.Fatalf("unchanged data: Secret resourceVersion %s (was %s), hash %s (was %s), restartedAt %q",
+			sec.ResourceVersion, rv, sync.Status.DataHash, hash, restartedAt())
+	}
+
+	// A changed value reaches the Secret within the refresh interval, and
+	// the Deployment is restarted; each change restarts it again.
+	prev := ""
+	for i, pw := range []string{"p2", "p3"} {
+		if _, err := s.core.Write(ctx, path, map[string]any{"user": "app", "password": pw, "port": 5432}); err != nil {
+			t.Fatal(err)
+		}
+		version(int64(3 + i))
+		if got := secret()["password"]; got != pw {
+			t.Fatalf("Secret password after version %d: want the new value", 3+i)
+		}
+		at := restartedAt()
+		if at == "" || at == prev {
+			t.Fatalf("Deployment restartedAt %q after change %d (before: %q): want a new time", at, i, prev)
+		}
+		prev = at
+	}
+
+	// The Secret edited by hand is put back, without a restart.
+	sec.Data["password"] = []byte("tampered")
+	if err := s.kube.Update(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "hand edit put back", func() error {
+		if got := secret()["password"]; got != "p3" {
+			return errors.New("the Secret still holds the edited value")
+		}
+		return nil
+	})
+	if got := restartedAt(); got != prev {
+		t.Fatalf("putting back a hand edit restarted the Deployment (%s)", got)
+	}
+
+	// spec.keys: only the mapped keys, under their new names.
+	s.update(t, sync, func() { sync.Spec.Keys = map[string]v1alpha1.SecretKey{"password": "DB_PASSWORD", "user": "DB_USER"} })
+	s.ready(t, sync)
+	eventually(t, "keys mapped", func() error {
+		if got, want := secret(), map[string]string{"DB_PASSWORD": "p3", "DB_USER": "app"}; !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("Secret keys %v", slices.Sorted(maps.Keys(got)))
+		}
+		return nil
+	})
+
+	// Another namespace's path: Rejected, naming spec.path; a missing
+	// mapped key: DependencyMissing.
+	other := s.namespace(t)
+	if _, err := s.core.Write(ctx, "secrets/"+other+"/app", map[string]any{"password": "theirs"}); err != nil {
+		t.Fatal(err)
+	}
+	foreign := &v1alpha1.SecretSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "foreign"},
+		Spec:       v1alpha1.SecretSyncSpec{Path: "secrets/" + other + "/app"},
+	}
+	if err := s.kube.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	c := s.condition(t, foreign, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRejected)
+	if err := contains(c.Message, "spec.path"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "foreign"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("Secret of a rejected SecretSync: %v, want not found", err)
+	}
+	s.update(t, sync, func() { sync.Spec.Keys = map[string]v1alpha1.SecretKey{"missing": "X"} })
+	c = s.condition(t, sync, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDependencyMissing)
+	if err := contains(c.Message, `"missing"`); err != nil {
+		t.Fatal(err)
+	}
+
+	// Delete: the finalizer goes; the core secret stays (a SecretSync only
+	// reads it); the Secret goes with its owner (garbage collector).
+	for _, o := range []*v1alpha1.SecretSync{sync, foreign} {
+		if err := s.kube.Delete(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "SecretSync deleted", func() error {
+			if err := s.kube.Get(ctx, kclient.ObjectKeyFromObject(o), o); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("still there (finalizers %v): %v", o.Finalizers, err)
+			}
+			return nil
+		})
+	}
+	if _, err := s.core.Read(ctx, path, nil); err != nil {
+		t.Fatalf("core secret after the SecretSync's delete: %v", err)
 	}
 }
