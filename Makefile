@@ -94,12 +94,36 @@ generate: $(CONTROLLER_GEN) ## Deep copy functions of api/v1alpha1
 manifests: $(CONTROLLER_GEN) ## CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from the markers
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	rm -f charts/secrethub/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/secrethub/crds/
+	cp config/rbac/role.yaml charts/secrethub/files/operator-role.yaml
 
 test: $(CONTROLLER_GEN)
 
 $(CONTROLLER_GEN):
 	mkdir -p $(dir $@)
 	GOBIN=$(abspath $(dir $@)) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+# helm lints and renders charts/secrethub in the tests of charts/ (which
+# apply the result to envtest's API server). Built from the Go module proxy
+# once per machine, into the cache; the ldflags set what `helm version`
+# shows and the Kubernetes version `helm template` assumes (that of the
+# client-go helm is built with), as helm's own Makefile does.
+HELM_VERSION ?= v3.22.0
+HELM_K8S_MINOR ?= 37
+export HELM := $(CACHE)/helm-$(HELM_VERSION)/helm
+
+.PHONY: helm
+helm: $(HELM) ## Build helm into the cache (once per machine)
+
+test: $(HELM)
+
+$(HELM):
+	mkdir -p $(dir $@)
+	GOBIN=$(abspath $(dir $@)) $(GO) install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR) \
+	  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR)" \
+	  helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 fuzz: ## Run each fuzz target for a short while
 	./hack/fuzz.sh
