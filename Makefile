@@ -91,9 +91,10 @@ export CONTROLLER_GEN := $(CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/contr
 generate: $(CONTROLLER_GEN) ## Deep copy functions of api/v1alpha1
 	$(CONTROLLER_GEN) object paths=./api/...
 
-manifests: $(CONTROLLER_GEN) ## CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from the markers
-	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
-	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+manifests: $(CONTROLLER_GEN) ## CRDs (config/crd/bases), RBAC (config/rbac/role.yaml) and the webhook (config/webhook/manifests.yaml) from the markers
+	$(CONTROLLER_GEN) crd rbac:roleName=manager-role webhook paths=./api/... paths=./controllers/... paths=./webhook/... \
+	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
+	  output:webhook:artifacts:config=config/webhook
 	rm -f charts/secrethub/crds/*.yaml
 	cp config/crd/bases/*.yaml charts/secrethub/crds/
 	cp config/rbac/role.yaml charts/secrethub/files/operator-role.yaml

@@ -36,13 +36,15 @@ func TestGeneratedUpToDate(t *testing.T) {
 		}
 	}
 	run("object", "paths=./api/...", "output:object:dir="+filepath.Join(out, "object"))
-	run("crd", "rbac:roleName=manager-role", "paths=./api/...", "paths=./controllers/...",
+	run("crd", "rbac:roleName=manager-role", "webhook", "paths=./api/...", "paths=./controllers/...", "paths=./webhook/...",
 		"output:crd:artifacts:config="+filepath.Join(out, "crd"),
-		"output:rbac:artifacts:config="+filepath.Join(out, "rbac"))
+		"output:rbac:artifacts:config="+filepath.Join(out, "rbac"),
+		"output:webhook:artifacts:config="+filepath.Join(out, "webhook"))
 
 	compareDir(t, filepath.Join(out, "object"), "../api/v1alpha1", "make generate", "zz_generated.deepcopy.go")
 	compareDir(t, filepath.Join(out, "crd"), "crd/bases", "make manifests", "")
 	compareDir(t, filepath.Join(out, "rbac"), "rbac", "make manifests", "role.yaml")
+	compareDir(t, filepath.Join(out, "webhook"), "webhook", "make manifests", "manifests.yaml")
 }
 
 // compareDir checks that every file controller-gen wrote into got is in
