@@ -85,6 +85,26 @@ func AssetsDir() (string, error) {
 // separate namespaces.
 func Start(t testing.TB, crdDirs ...string) *rest.Config {
 	t.Helper()
+	return start(t, nil, crdDirs)
+}
+
+// StartWithWebhooks is Start with admission webhooks: the configurations
+// of wh (its MutatingWebhooks, ValidatingWebhooks, or the files of its
+// Paths) are installed with their clientConfig pointing at a local server,
+// and before it returns Start fills in wh.LocalServingHost,
+// LocalServingPort and LocalServingCertDir (a serving certificate and key,
+// tls.crt and tls.key, for that host). The test serves the webhooks there,
+// for example with controller-runtime's webhook.NewServer.
+func StartWithWebhooks(t testing.TB, wh *envtest.WebhookInstallOptions, crdDirs ...string) *rest.Config {
+	t.Helper()
+	if wh == nil {
+		t.Fatal("kubetest: StartWithWebhooks without WebhookInstallOptions")
+	}
+	return start(t, wh, crdDirs)
+}
+
+func start(t testing.TB, wh *envtest.WebhookInstallOptions, crdDirs []string) *rest.Config {
+	t.Helper()
 	dir, err := AssetsDir()
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
@@ -98,6 +118,9 @@ func Start(t testing.TB, crdDirs ...string) *rest.Config {
 		CRDDirectoryPaths:  crdDirs,
 		// With no directory given there is nothing that could be missing.
 		ErrorIfCRDPathMissing: len(crdDirs) > 0,
+	}
+	if wh != nil {
+		env.WebhookInstallOptions = *wh
 	}
 	if os.Getenv(envStartTimeout) == "" {
 		env.ControlPlaneStartTimeout = startTimeout
@@ -118,6 +141,9 @@ func Start(t testing.TB, crdDirs ...string) *rest.Config {
 			t.Logf("kubetest: control plane output (tail):\n%s", out.String())
 		}
 		t.Fatalf("kubetest: starting the control plane from %s: %v (stop: %v)", dir, err, stopErr)
+	}
+	if wh != nil {
+		*wh = env.WebhookInstallOptions
 	}
 	t.Cleanup(func() {
 		if err := env.Stop(); err != nil {

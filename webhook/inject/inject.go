@@ -219,6 +219,11 @@ func Pod(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		out.Annotations = map[string]string{}
 	}
 	out.Annotations[AnnotationStatus] = StatusInjected
+	if out.Spec.ServiceAccountName == "" && out.Spec.DeprecatedServiceAccount == "" {
+		// A projected token needs the service account named; the API
+		// server's ServiceAccount admission would pick "default" as well.
+		out.Spec.ServiceAccountName = "default"
+	}
 	out.Spec.Volumes = append(out.Spec.Volumes, volumes(cfg)...)
 	appMount := corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true}
 	for i := range out.Spec.InitContainers {

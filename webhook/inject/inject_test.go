@@ -114,6 +114,9 @@ func TestPodLayouts(t *testing.T) {
 			if got := strings.Join(names(out.Spec.Containers), ","); got != strings.Join(tc.containers, ",") {
 				t.Errorf("containers = %s, want %s", got, strings.Join(tc.containers, ","))
 			}
+			if out.Spec.ServiceAccountName != "default" {
+				t.Errorf("serviceAccountName = %q, want default (the projected token needs one)", out.Spec.ServiceAccountName)
+			}
 			if out.Annotations[AnnotationStatus] != StatusInjected {
 				t.Errorf("status annotation = %q", out.Annotations[AnnotationStatus])
 			}
@@ -417,6 +420,11 @@ func TestPodConfig(t *testing.T) {
 	clash.Spec.Volumes = []corev1.Volume{{Name: VolumeName}}
 	if _, err := Pod(clash, testConfig()); err == nil || !strings.Contains(err.Error(), AnnotationInject) {
 		t.Errorf("volume name clash: err = %v", err)
+	}
+	withSA := testPod(base(nil))
+	withSA.Spec.ServiceAccountName = "app"
+	if out, err := Pod(withSA, testConfig()); err != nil || out.Spec.ServiceAccountName != "app" {
+		t.Errorf("service account app: got %v", err)
 	}
 	custom := testConfig()
 	custom.Audience, custom.AuthMount, custom.Command = "core.example", "k8s/prod", []string{"/bin/agent"}
