@@ -339,6 +339,37 @@ func (s *suite) testDynamicRolePostgreSQL(t *testing.T) {
 	setURL(connURL)
 	s.ready(t, d)
 
+	// A SecretSync of the credentials path: leased credentials are
+	// refused, and the lease its read took is revoked (the user dropped).
+	roles := func() (n int) {
+		t.Helper()
+		if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_roles").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := roles()
+	sync := &v1alpha1.SecretSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-creds"},
+		Spec:       v1alpha1.SecretSyncSpec{Path: credsPath},
+	}
+	if err := s.kube.Create(ctx, sync); err != nil {
+		t.Fatal(err)
+	}
+	c = s.condition(t, sync, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRejected)
+	if err := contains(c.Message, "lease"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the SecretSync's lease revoked", func() error {
+		if n := roles(); n != before {
+			return fmt.Errorf("%d database roles, %d before the SecretSync", n, before)
+		}
+		return nil
+	})
+	if err := s.kube.Delete(ctx, sync); err != nil {
+		t.Fatal(err)
+	}
+
 	// Delete: the mount goes, and with it the issued user.
 	s.gone(t, d, "sys/mounts/"+mount)
 	var n int
