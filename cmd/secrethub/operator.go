@@ -1,23 +1,28 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/secrethub/secrethub/controllers"
+	"github.com/secrethub/secrethub/core/client"
 	"github.com/secrethub/secrethub/internal/operator"
+	"github.com/secrethub/secrethub/webhook/inject"
 )
 
 // newOperatorCmd is `secrethub operator`: the Kubernetes operator.
 func newOperatorCmd() *cobra.Command {
 	var (
-		o          operator.Options
-		namespaces string
-		logLevel   string
+		o              operator.Options
+		namespaces     string
+		logLevel       string
+		nativeSidecars string
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -31,7 +36,13 @@ The operator logs in to it with its own service account: it reads the
 token in -token-file (default /var/run/secrets/tokens/secrethub, else the
 pod's standard token) and logs in at auth/<-auth-mount>/login with
 -auth-role, again before the token expires and when the core refuses it.
-For development, $SECRETHUB_TOKEN is used as is instead.`,
+For development, $SECRETHUB_TOKEN is used as is instead.
+
+With -webhook (on by default when -webhook-cert-dir holds tls.crt) it also
+serves the sidecar injector at /mutate-v1-pod on -webhook-port: pods
+annotated secrethub.io/inject: "true" get the agent (-agent-image) as a
+sidecar that renders their secrets into /secrethub (see
+docs/annotations.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.CoreAddress == "" {
@@ -57,6 +68,9 @@ For development, $SECRETHUB_TOKEN is used as is instead.`,
 				return fmt.Errorf("-log-level: %w", err)
 			}
 			o.Logger = slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			if err := webhookOptions(cmd, &o, nativeSidecars); err != nil {
+				return err
+			}
 			return operator.Run(cmd.Context(), o)
 		},
 	}
@@ -77,5 +91,65 @@ For development, $SECRETHUB_TOKEN is used as is instead.`,
 	f.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader, so that one replica reconciles at a time")
 	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	w := &o.Webhook
+	f.BoolVar(&w.Enabled, "webhook", false, "serve the sidecar injector (default: on when -webhook-cert-dir holds tls.crt)")
+	f.IntVar(&w.Port, "webhook-port", operator.DefaultWebhookPort, "port of the webhook server")
+	f.StringVar(&w.CertDir, "webhook-cert-dir", defaultWebhookCertDir(), "directory holding the webhook's serving certificate, tls.crt and tls.key")
+	f.StringVar(&w.Inject.Namespace, "webhook-namespace", "", "the operator's namespace, never injected (default $POD_NAMESPACE, else the pod's service account namespace)")
+	f.StringVar(&w.Inject.Image, "agent-image", "", "image of the injected agent (required with -webhook)")
+	f.StringSliceVar(&w.Inject.CoreAddresses, "agent-core-addresses", nil, "core REST addresses the injected agent uses (default -address)")
+	f.StringSliceVar(&w.Inject.AgentAddresses, "agent-listener-addresses", nil, "core agent listener addresses the injected agent holds its WebSocket to (required for mode sidecar)")
+	f.StringVar(&w.Inject.AuthMount, "agent-auth-mount", "kubernetes", "the core's Kubernetes auth mount the injected agent logs in at")
+	f.StringVar(&w.Inject.Audience, "agent-audience", inject.DefaultAudience, "audience of the injected agent's projected service account token")
+	f.StringVar(&nativeSidecars, "native-sidecars", "auto", "inject the agent as a native sidecar: auto (Kubernetes 1.29+), true or false")
 	return cmd
+}
+
+// defaultWebhookCertDir is controller-runtime's default certificate
+// directory.
+func defaultWebhookCertDir() string {
+	return filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+}
+
+// serviceAccountNamespaceFile holds the pod's namespace.
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// webhookOptions fills in the webhook's defaults that depend on the
+// environment.
+func webhookOptions(cmd *cobra.Command, o *operator.Options, nativeSidecars string) error {
+	w := &o.Webhook
+	if !cmd.Flags().Changed("webhook") {
+		_, err := os.Stat(filepath.Join(w.CertDir, "tls.crt"))
+		w.Enabled = err == nil
+	}
+	switch nativeSidecars {
+	case "auto":
+	case "true", "false":
+		v := nativeSidecars == "true"
+		w.NativeSidecars = &v
+	default:
+		return fmt.Errorf("-native-sidecars %q: want auto, true or false", nativeSidecars)
+	}
+	if !w.Enabled {
+		return nil
+	}
+	if len(w.Inject.CoreAddresses) == 0 {
+		addr := o.CoreAddress
+		if addr == "" {
+			addr = client.DefaultAddress
+		}
+		w.Inject.CoreAddresses = []string{addr}
+	}
+	if w.Inject.Namespace == "" {
+		w.Inject.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if w.Inject.Namespace == "" {
+		if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
+			w.Inject.Namespace = strings.TrimSpace(string(b))
+		}
+	}
+	if w.Inject.Image == "" {
+		return errors.New("-webhook: set -agent-image, the image of the injected agent")
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 // Package operator runs SecretHub's Kubernetes operator: a
 // controller-runtime manager with the reconcilers of package controllers,
-// and the operator's own login to the core.
+// the sidecar injector's webhook (package webhook), and the operator's own
+// login to the core.
 package operator
 
 import (
@@ -16,16 +17,20 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/secrethub/secrethub/api/v1alpha1"
 	"github.com/secrethub/secrethub/controllers"
 	"github.com/secrethub/secrethub/core/client"
+	secrethubwebhook "github.com/secrethub/secrethub/webhook"
+	"github.com/secrethub/secrethub/webhook/inject"
 )
 
 // Defaults of Options.
@@ -75,11 +80,38 @@ type Options struct {
 	// LeaderElectionNamespace holds the lease; default: the pod's own.
 	LeaderElectionNamespace string
 
+	// Webhook configures the sidecar injector's admission webhook.
+	Webhook WebhookOptions
+
 	// RestConfig is the Kubernetes API configuration. Default: the
 	// in-cluster configuration or the kubeconfig (ctrl.GetConfig).
 	RestConfig *rest.Config
 	// Logger receives the operator's logs. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// DefaultWebhookPort is the webhook server's port.
+const DefaultWebhookPort = 9443
+
+// WebhookOptions configure the sidecar injector (package webhook), served
+// by the operator's manager at webhook.Path.
+type WebhookOptions struct {
+	// Enabled serves the webhook.
+	Enabled bool
+	// Host is the address the server binds; default all.
+	Host string
+	// Port of the webhook server. Default DefaultWebhookPort.
+	Port int
+	// CertDir holds the serving certificate and key, tls.crt and tls.key
+	// (reloaded when they change). Default controller-runtime's,
+	// <tmp>/k8s-webhook-server/serving-certs.
+	CertDir string
+	// Inject is the injector's configuration. Its NativeSidecars is
+	// replaced by the API server's support when NativeSidecars is nil.
+	Inject inject.Config
+	// NativeSidecars forces native sidecars on or off; nil decides from
+	// the API server's version (1.29 and later).
+	NativeSidecars *bool
 }
 
 // Scheme returns the scheme of the operator's types: Kubernetes' own and
@@ -144,9 +176,17 @@ func Run(ctx context.Context, o Options) error {
 			mopts.Cache.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	if o.Webhook.Enabled {
+		mopts.WebhookServer = NewWebhookServer(o.Webhook)
+	}
 	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("controller manager: %w", err)
+	}
+	if o.Webhook.Enabled {
+		if err := SetupWebhook(mgr, o.Webhook, log); err != nil {
+			return err
+		}
 	}
 	if err := controllers.SetupAll(mgr, controllers.Options{
 		Core: core, ResyncPeriod: o.ResyncPeriod, AuthMount: o.AuthMount,
@@ -170,6 +210,46 @@ func Run(ctx context.Context, o Options) error {
 	log.InfoContext(ctx, "operator: starting", "core", core.Address(), "namespaces", o.Namespaces, "leader_election", o.LeaderElection)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("controller manager: %w", err)
+	}
+	return nil
+}
+
+// NewWebhookServer returns the webhook server of o, for ctrl.Options.
+func NewWebhookServer(o WebhookOptions) webhook.Server {
+	port := o.Port
+	if port == 0 {
+		port = DefaultWebhookPort
+	}
+	return webhook.NewServer(webhook.Options{Host: o.Host, Port: port, CertDir: o.CertDir})
+}
+
+// SetupWebhook registers the sidecar injector on mgr's webhook server and
+// a readiness check that passes once it serves. Unless o.NativeSidecars
+// says, native sidecars are used when the API server is 1.29 or later.
+func SetupWebhook(mgr ctrl.Manager, o WebhookOptions, log *slog.Logger) error {
+	icfg := o.Inject
+	if o.NativeSidecars != nil {
+		icfg.NativeSidecars = *o.NativeSidecars
+	} else {
+		dc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("webhook: discovery client: %w", err)
+		}
+		v, err := dc.ServerVersion()
+		if err != nil {
+			return fmt.Errorf("webhook: API server version: %w", err)
+		}
+		icfg.NativeSidecars = secrethubwebhook.NativeSidecarsSupported(v)
+		log.Info("webhook: API server version", "version", v.GitVersion, "native_sidecars", icfg.NativeSidecars)
+	}
+	h, err := secrethubwebhook.NewHandler(icfg, mgr.GetScheme(), log)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	srv := mgr.GetWebhookServer()
+	srv.Register(secrethubwebhook.Path, h.Webhook())
+	if err := mgr.AddReadyzCheck("webhook", srv.StartedChecker()); err != nil {
+		return fmt.Errorf("webhook: readiness check: %w", err)
 	}
 	return nil
 }
