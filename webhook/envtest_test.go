@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/internal/kubetest"
 	"github.com/secrethub/secrethub/webhook/inject"
 )
@@ -104,8 +105,12 @@ func TestAPIServer(t *testing.T) {
 		if agent.RestartPolicy == nil || *agent.RestartPolicy != corev1.ContainerRestartPolicyAlways || agent.StartupProbe == nil {
 			t.Errorf("agent is not a native sidecar: restartPolicy %v startupProbe %v", agent.RestartPolicy, agent.StartupProbe)
 		}
-		if !strings.Contains(agent.Env[0].Value, `secretKey "secrets/team/db" "password"`) {
-			t.Errorf("agent configuration lacks the template:\n%s", agent.Env[0].Value)
+		ac, err := config.Parse([]byte(agent.Env[0].Value), func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatalf("the agent refuses its configuration: %v", err)
+		}
+		if len(ac.Templates) != 1 || ac.Templates[0].Contents != `{{ secretKey "secrets/team/db" "password" }}` {
+			t.Errorf("agent templates = %+v", ac.Templates)
 		}
 		var mounted bool
 		for _, m := range got.Spec.Containers[0].VolumeMounts {
