@@ -114,6 +114,8 @@ func TestBadValues(t *testing.T) {
 		{[]string{"core.database.existingSecret=Not_A_Name"}, "existingSecret"},
 		{[]string{"operator.coreAddress=core:4000"}, "coreAddress"},
 		{[]string{"webhook.certManager.issuerRef.kind=Vault"}, "kind"},
+		{[]string{"webhook.nativeSidecars=yes"}, "nativeSidecars"},
+		{[]string{"webhook.agent.listenerAddresses={core:4001}"}, "listenerAddresses"},
 		{[]string{"operator.enabled=false"}, "/webhook/enabled"},
 		{[]string{"core.enabled=false"}, "/operator/coreAddress"},
 	} {
@@ -322,6 +324,11 @@ func TestChart(t *testing.T) {
 					t.Error("webhook certificate mounted without the webhook")
 				}
 			}
+			for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+				if strings.HasPrefix(a, "-webhook") || strings.HasPrefix(a, "-agent-") {
+					t.Errorf("operator runs with %s although webhook.enabled=false", a)
+				}
+			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -464,6 +471,17 @@ func checkOperator(t *testing.T, m manifests, coreAddr, caSecret string) *appsv1
 	if sc := ctr.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Errorf("operator securityContext %+v", sc)
 	}
+	// Every flag the chart passes is one `secrethub operator` defines.
+	src, err := os.ReadFile("../cmd/secrethub/operator.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range ctr.Args[1:] {
+		flag, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !bytes.Contains(src, []byte(`"`+flag+`"`)) {
+			t.Errorf("the chart passes %s, which cmd/secrethub/operator.go does not define", a)
+		}
+	}
 	if pod.ServiceAccountName != fullname+"-operator" {
 		t.Errorf("operator runs as %q", pod.ServiceAccountName)
 	}
@@ -507,6 +525,14 @@ func checkWebhook(t *testing.T, m manifests, excluded []string) *admissionregist
 	}
 	if !mounted {
 		t.Error("the operator does not mount the webhook certificate where controller-runtime reads it")
+	}
+	args := d.Spec.Template.Spec.Containers[0].Args
+	for _, want := range []string{"-webhook", "-webhook-port=9443", "-webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
+		"-agent-image=ghcr.io/secrethub/secrethub-agent:0.1.0", "-agent-core-addresses=https://" + fullname + "." + ns + ".svc:4000",
+		"-agent-listener-addresses=https://" + fullname + "." + ns + ".svc:4001", "-agent-audience=secrethub"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("operator args %v lack %s", args, want)
+		}
 	}
 	return &wh
 }
