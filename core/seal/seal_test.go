@@ -76,11 +76,23 @@ func TestWrongForeignAndDuplicateShares(t *testing.T) {
 		wantProgress int
 	}{
 		"foreign share completes the threshold": {
-			submit:  func(k [][]byte) [][]byte { return [][]byte{k[0], k[1], foreign[2]} },
+			// x coordinates are random: move the foreign one off the
+			// real shares', or it would count as a duplicate instead.
+			submit: func(k [][]byte) [][]byte {
+				f := bytes.Clone(foreign[2])
+				f[len(f)-1] = unusedX(k)
+				return [][]byte{k[0], k[1], f}
+			},
 			wantErr: seal.ErrWrongShares, wantProgress: 0,
 		},
 		"random share completes the threshold": {
-			submit:  func(k [][]byte) [][]byte { return [][]byte{k[0], random, k[1]} },
+			// Its x coordinate (last byte) must be none of the real
+			// shares', or it would count as a duplicate instead.
+			submit: func(k [][]byte) [][]byte {
+				r := bytes.Clone(random)
+				r[len(r)-1] = unusedX(k)
+				return [][]byte{k[0], r, k[1]}
+			},
 			wantErr: seal.ErrWrongShares, wantProgress: 0,
 		},
 		"foreign share with a colliding x coordinate": {
@@ -221,5 +233,19 @@ func TestSubmitUninitialized(t *testing.T) {
 	s := seal.New(inmem.New(), nil)
 	if _, _, err := s.Submit(context.Background(), make([]byte, 33)); !errors.Is(err, seal.ErrNotInitialized) {
 		t.Fatalf("Submit on uninitialized seal: %v", err)
+	}
+}
+
+// unusedX returns an x coordinate (a share's last byte) that no share of
+// keys has.
+func unusedX(keys [][]byte) byte {
+	used := map[byte]bool{}
+	for _, k := range keys {
+		used[k[len(k)-1]] = true
+	}
+	for x := byte(1); ; x++ {
+		if !used[x] {
+			return x
+		}
 	}
 }
