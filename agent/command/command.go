@@ -174,7 +174,7 @@ func renderOnceREST(ctx context.Context, cfg *config.Config, c *client.Client, i
 func agentBootstrap(ctx context.Context, cfg *config.Config) (*client.Client, *bootstrap.Identity, error) {
 	var errs []error
 	for _, addr := range cfg.Core.Addresses {
-		c, err := client.New(client.Config{Address: addr, CACertFile: cfg.Core.CAFile})
+		c, err := client.New(client.Config{Address: addr, CACertFile: cfg.Core.CAFile, CACertPEM: []byte(cfg.Core.CAPEM)})
 		if err != nil {
 			return nil, nil, fmt.Errorf("agent: core.addresses: %w", err)
 		}

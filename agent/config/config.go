@@ -115,6 +115,9 @@ type Core struct {
 	// CAFile is a PEM bundle that verifies the core's REST TLS certificate.
 	// Optional: the system roots are used without it.
 	CAFile string `json:"ca_file,omitempty"`
+	// CAPEM is that PEM bundle inline (the sidecar injector passes the
+	// core's CA this way). At most one of CAFile and CAPEM.
+	CAPEM string `json:"ca_pem,omitempty"`
 }
 
 // Auth says how the agent logs in to the core.

@@ -367,6 +367,10 @@ func TestValidate(t *testing.T) {
 		wantErr string // "" means valid
 	}{
 		"valid as is": {func(c *Config) {}, ""},
+		"ca_pem without a certificate": {func(c *Config) { c.Core.CAPEM = "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n" },
+			"core.ca_pem: holds no PEM certificate"},
+		"ca_pem and ca_file": {func(c *Config) { c.Core.CAPEM, c.Core.CAFile = "x", "/etc/ca.pem" },
+			"core.ca_pem: set either core.ca_file or core.ca_pem, not both"},
 		"http on loopback": {func(c *Config) {
 			c.Core.Addresses = []string{"http://127.0.0.1:4000", "http://localhost:4000", "http://[::1]:4000/"}
 		}, ""},

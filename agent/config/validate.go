@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -77,6 +78,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkPath("core.ca_file", c.Core.CAFile)
+	switch {
+	case c.Core.CAPEM != "" && c.Core.CAFile != "":
+		add("core.ca_pem", "set either core.ca_file or core.ca_pem, not both")
+	case c.Core.CAPEM != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(c.Core.CAPEM)):
+		add("core.ca_pem", "holds no PEM certificate")
+	}
 
 	// auth
 	switch c.Auth.Method {

@@ -102,6 +102,7 @@ docs/annotations.md).`,
 	f.StringVar(&w.Inject.AuthMount, "agent-auth-mount", "kubernetes", "the core's Kubernetes auth mount the injected agent logs in at")
 	f.StringVar(&w.Inject.Audience, "agent-audience", inject.DefaultAudience, "audience of the injected agent's projected service account token")
 	f.StringVar(&nativeSidecars, "native-sidecars", "auto", "inject the agent as a native sidecar: auto (Kubernetes 1.29+), true or false")
+	f.StringVar(&o.Webhook.AgentCACertFile, "agent-ca-cert", "", "PEM CA bundle the injected agents verify the core with (default -ca-cert: the operator's own)")
 	return cmd
 }
 
@@ -132,6 +133,19 @@ func webhookOptions(cmd *cobra.Command, o *operator.Options, nativeSidecars stri
 	}
 	if !w.Enabled {
 		return nil
+	}
+	// The agents reach the same core as the operator: its private CA, if
+	// any, goes into their configuration.
+	caFile := w.AgentCACertFile
+	if caFile == "" {
+		caFile = o.CACertFile
+	}
+	if caFile != "" && w.Inject.CoreCAPEM == "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("-agent-ca-cert: %w", err)
+		}
+		w.Inject.CoreCAPEM = string(pem)
 	}
 	if len(w.Inject.CoreAddresses) == 0 {
 		addr := o.CoreAddress

@@ -15,6 +15,11 @@ func TestWebhookOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("POD_NAMESPACE", "secrethub-system")
+	const caPEM = "-----BEGIN CERTIFICATE-----\nnot parsed here\n-----END CERTIFICATE-----\n"
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, []byte(caPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := map[string]struct {
 		args    []string
 		native  string
@@ -38,6 +43,14 @@ func TestWebhookOptions(t *testing.T) {
 			}
 		}},
 		"bad native sidecars": {args: []string{}, native: "sometimes", errHas: "-native-sidecars"},
+		"agents get the operator's core CA": {args: []string{"--webhook", "--agent-image", "img", "--ca-cert", caFile}, enabled: true,
+			check: func(t *testing.T, o operator.Options) {
+				if o.Webhook.Inject.CoreCAPEM != caPEM {
+					t.Errorf("CoreCAPEM = %q, want the -ca-cert file's content", o.Webhook.Inject.CoreCAPEM)
+				}
+			}},
+		"agents' own core CA": {args: []string{"--webhook", "--agent-image", "img", "--ca-cert", caFile, "--agent-ca-cert", "/nonexistent/ca.pem"},
+			errHas: "-agent-ca-cert"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -50,6 +63,8 @@ func TestWebhookOptions(t *testing.T) {
 			o.Webhook.CertDir, _ = cmd.Flags().GetString("webhook-cert-dir")
 			o.Webhook.Inject.Image, _ = cmd.Flags().GetString("agent-image")
 			o.CoreAddress, _ = cmd.Flags().GetString("address")
+			o.CACertFile, _ = cmd.Flags().GetString("ca-cert")
+			o.Webhook.AgentCACertFile, _ = cmd.Flags().GetString("agent-ca-cert")
 			native := tc.native
 			if native == "" {
 				native = "auto"

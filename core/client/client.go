@@ -73,6 +73,9 @@ type Config struct {
 	// CACertFile, when set, is the PEM bundle that server certificates must
 	// chain to, instead of the system roots.
 	CACertFile string
+	// CACertPEM, when set, is that PEM bundle itself (used when
+	// CACertFile is empty).
+	CACertPEM []byte
 	// HTTPClient replaces the default client (timeout 60 s) when set.
 	HTTPClient *http.Client
 }
@@ -97,14 +100,18 @@ func New(cfg Config) (*Client, error) {
 	hc := cfg.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		pem, source := cfg.CACertPEM, "CA certificate"
 		if cfg.CACertFile != "" {
-			pem, err := os.ReadFile(cfg.CACertFile)
-			if err != nil {
+			var err error
+			if pem, err = os.ReadFile(cfg.CACertFile); err != nil {
 				return nil, fmt.Errorf("read CA certificate: %w", err)
 			}
+			source = "CA certificate " + cfg.CACertFile
+		}
+		if len(pem) > 0 {
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("CA certificate %s: no PEM certificate found", cfg.CACertFile)
+				return nil, fmt.Errorf("%s: no PEM certificate found", source)
 			}
 			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}

@@ -109,6 +109,9 @@ type WebhookOptions struct {
 	// Inject is the injector's configuration. Its NativeSidecars is
 	// replaced by the API server's support when NativeSidecars is nil.
 	Inject inject.Config
+	// AgentCACertFile is read into Inject.CoreCAPEM by the command (the
+	// operator's own -ca-cert when empty).
+	AgentCACertFile string
 	// NativeSidecars forces native sidecars on or off; nil decides from
 	// the API server's version (1.29 and later).
 	NativeSidecars *bool

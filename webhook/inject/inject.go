@@ -112,6 +112,9 @@ type Config struct {
 	ImagePullPolicy corev1.PullPolicy
 	// CoreAddresses are the core's REST base URLs. Required.
 	CoreAddresses []string
+	// CoreCAPEM, when set, is the PEM bundle the core's REST certificate
+	// chains to (a private CA); the agents get it as core.ca_pem.
+	CoreCAPEM string
 	// AgentAddresses are the core's agent listener base URLs. Required
 	// unless every pod is init-only.
 	AgentAddresses []string
@@ -284,7 +287,7 @@ func AgentConfig(spec *Spec, cfg Config) ([]byte, error) {
 		mount = config.DefaultKubernetesMount
 	}
 	ac := config.Config{
-		Core: config.Core{Addresses: cfg.CoreAddresses, AgentAddresses: cfg.AgentAddresses},
+		Core: config.Core{Addresses: cfg.CoreAddresses, AgentAddresses: cfg.AgentAddresses, CAPEM: cfg.CoreCAPEM},
 		Auth: config.Auth{
 			Method:    config.AuthKubernetes,
 			Role:      spec.Role,

@@ -1,9 +1,17 @@
 package inject
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -490,4 +498,45 @@ func FuzzParseAnnotations(f *testing.F) {
 			t.Fatalf("accepted annotations %q give an invalid agent configuration: %v", ann, err)
 		}
 	})
+}
+
+// TestCoreCA: a private core CA reaches the agent's configuration as
+// core.ca_pem, which the agent's own parser accepts (agentConfig parses
+// it); a bundle without a certificate is refused.
+func TestCoreCA(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "core CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	cfg := testConfig()
+	cfg.CoreCAPEM = caPEM
+	pod, err := Pod(testPod(map[string]string{AnnotationInject: "true", AnnotationRole: "web",
+		AnnotationSecretPrefix + "db": "secrets/app/db"}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		if len(c.Env) == 1 && c.Env[0].Name == EnvAgentConfig {
+			n++
+			if got := agentConfig(t, c).Core.CAPEM; got != caPEM {
+				t.Errorf("%s: core.ca_pem = %q", c.Name, got)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no agent container")
+	}
+	cfg.CoreCAPEM = "not a certificate"
+	if _, err := Pod(testPod(map[string]string{AnnotationInject: "true", AnnotationRole: "web",
+		AnnotationSecretPrefix + "db": "secrets/app/db"}), cfg); err == nil || !strings.Contains(err.Error(), "core.ca_pem") {
+		t.Errorf("a bad CA bundle: %v, want an error naming core.ca_pem", err)
+	}
 }
