@@ -93,6 +93,22 @@ func String(v any) (string, error) {
 	return s, nil
 }
 
+// Text reads a one-line string field (see String) of at most max bytes,
+// without control characters, trimmed of surrounding spaces.
+func Text(v any, max int) (string, error) {
+	s, err := String(v)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case len(s) > max:
+		return "", fmt.Errorf("longer than %d bytes", max)
+	case HasControl(s):
+		return "", fmt.Errorf("contains a control character")
+	}
+	return strings.TrimSpace(s), nil
+}
+
 // Bool reads a boolean, given as a JSON boolean or as a string
 // strconv.ParseBool accepts (surrounding spaces ignored).
 func Bool(v any) (bool, error) {
@@ -279,6 +295,15 @@ func GetNonNull[T any](data map[string]any, name string, parse func(any) (T, err
 		return t, false, nil
 	}
 	return run(name, v, parse)
+}
+
+// GetOr is GetNonNull with def for an absent or null field.
+func GetOr[T any](data map[string]any, name string, parse func(any) (T, error), def T) (T, error) {
+	t, ok, err := GetNonNull(data, name, parse)
+	if err != nil || !ok {
+		return def, err
+	}
+	return t, nil
 }
 
 func run[T any](name string, v any, parse func(any) (T, error)) (T, bool, error) {

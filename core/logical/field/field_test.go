@@ -324,3 +324,38 @@ func FuzzParsers(f *testing.F) {
 		}
 	})
 }
+
+func TestTextAndGetOr(t *testing.T) {
+	for _, tc := range []struct {
+		v       any
+		want    string
+		wantErr string
+	}{
+		{" ab ", "ab", ""},
+		{[]any{"x"}, "x", ""},
+		{"abcde", "", "longer than 4 bytes"},
+		{"a\nb", "", "control character"},
+		{7, "", "want a string"},
+	} {
+		got, err := field.Text(tc.v, 4)
+		if tc.wantErr == "" && (err != nil || got != tc.want) {
+			t.Errorf("Text(%#v) = %q, %v; want %q", tc.v, got, err, tc.want)
+		}
+		if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("Text(%#v) error = %v, want %q", tc.v, err, tc.wantErr)
+		}
+	}
+	parse := func(v any) (string, error) { return field.Text(v, 10) }
+	data := map[string]any{"set": "v", "null": nil, "bad": 3}
+	if got, err := field.GetOr(data, "set", parse, "def"); got != "v" || err != nil {
+		t.Errorf("set: %q, %v", got, err)
+	}
+	for _, k := range []string{"null", "absent"} {
+		if got, err := field.GetOr(data, k, parse, "def"); got != "def" || err != nil {
+			t.Errorf("%s: %q, %v", k, got, err)
+		}
+	}
+	if _, err := field.GetOr(data, "bad", parse, "def"); err == nil || !strings.Contains(err.Error(), "bad") {
+		t.Errorf("bad: %v, want an error naming the field", err)
+	}
+}

@@ -43,19 +43,9 @@ var (
 	accessKeyRE = regexp.MustCompile(`^[A-Z0-9]{16,128}$`)
 )
 
-func parseString(v any) (string, error) {
-	s, err := field.String(v)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case len(s) > maxStringLen:
-		return "", fmt.Errorf("longer than %d bytes", maxStringLen)
-	case field.HasControl(s):
-		return "", fmt.Errorf("contains a control character")
-	}
-	return strings.TrimSpace(s), nil
-}
+// parseString reads a one-line string field of at most maxStringLen
+// bytes (see field.Text).
+func parseString(v any) (string, error) { return field.Text(v, maxStringLen) }
 
 // parseSecret reads a secret string; its value never appears in an error.
 func parseSecret(v any) (string, error) {
@@ -100,14 +90,6 @@ func parseTTL(v any) (time.Duration, error) {
 	return field.Duration(v, maxTTL, parseInt(0, int64(maxTTL/time.Second)))
 }
 
-func fieldOr[T any](data map[string]any, name string, parse func(any) (T, error), def T) (T, error) {
-	t, ok, err := field.GetNonNull(data, name, parse)
-	if err != nil || !ok {
-		return def, err
-	}
-	return t, nil
-}
-
 func (e *Engine) writeRoot(ctx context.Context, data map[string]any) (*logical.Response, error) {
 	if err := field.CheckFields(data, "access_key", "secret_key", "region", "iam_endpoint", "sts_endpoint", "max_retries"); err != nil {
 		return nil, err
@@ -118,7 +100,7 @@ func (e *Engine) writeRoot(ctx context.Context, data map[string]any) (*logical.R
 		return nil, err
 	}
 	c := rootConfig{}
-	if c.AccessKey, err = fieldOr(data, "access_key", parseString, ""); err != nil {
+	if c.AccessKey, err = field.GetOr(data, "access_key", parseString, ""); err != nil {
 		return nil, err
 	}
 	if c.AccessKey == "" {
@@ -138,7 +120,7 @@ func (e *Engine) writeRoot(ctx context.Context, data map[string]any) (*logical.R
 	default:
 		return nil, logical.Invalid("secret_key", "required")
 	}
-	if c.Region, err = fieldOr(data, "region", parseString, DefaultRegion); err != nil {
+	if c.Region, err = field.GetOr(data, "region", parseString, DefaultRegion); err != nil {
 		return nil, err
 	}
 	if c.Region == "" {
@@ -147,13 +129,13 @@ func (e *Engine) writeRoot(ctx context.Context, data map[string]any) (*logical.R
 	if !regionRE.MatchString(c.Region) {
 		return nil, logical.Invalid("region", "%q is not an AWS region name", field.Truncate(c.Region, 32))
 	}
-	if c.IAMEndpoint, err = fieldOr(data, "iam_endpoint", parseEndpoint, ""); err != nil {
+	if c.IAMEndpoint, err = field.GetOr(data, "iam_endpoint", parseEndpoint, ""); err != nil {
 		return nil, err
 	}
-	if c.STSEndpoint, err = fieldOr(data, "sts_endpoint", parseEndpoint, ""); err != nil {
+	if c.STSEndpoint, err = field.GetOr(data, "sts_endpoint", parseEndpoint, ""); err != nil {
 		return nil, err
 	}
-	retries, err := fieldOr(data, "max_retries", parseInt(-1, 100), -1)
+	retries, err := field.GetOr(data, "max_retries", parseInt(-1, 100), -1)
 	if err != nil {
 		return nil, err
 	}
@@ -185,10 +167,10 @@ func (e *Engine) writeLease(ctx context.Context, data map[string]any) (*logical.
 	}
 	var l leaseConfig
 	var err error
-	if l.Lease, err = fieldOr(data, "lease", parseTTL, 0); err != nil {
+	if l.Lease, err = field.GetOr(data, "lease", parseTTL, 0); err != nil {
 		return nil, err
 	}
-	if l.LeaseMax, err = fieldOr(data, "lease_max", parseTTL, 0); err != nil {
+	if l.LeaseMax, err = field.GetOr(data, "lease_max", parseTTL, 0); err != nil {
 		return nil, err
 	}
 	if l.Lease == 0 {

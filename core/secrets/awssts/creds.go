@@ -113,7 +113,7 @@ func (e *Engine) issue(ctx context.Context, name string, stsPath bool, data map[
 }
 
 func (e *Engine) assumeRole(ctx context.Context, c *clients, name string, r *roleEntry, data map[string]any) (*logical.Response, error) {
-	roleARN, err := fieldOr(data, "role_arn", parseString, "")
+	roleARN, err := field.GetOr(data, "role_arn", parseString, "")
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (e *Engine) assumeRole(ctx context.Context, c *clients, name string, r *rol
 			return nil, logical.Invalid("role_arn", "%q is not one of role %q's role_arns", field.Truncate(roleARN, 128), name)
 		}
 	}
-	ttl, err := fieldOr(data, "ttl", parseSTSTTL, 0)
+	ttl, err := field.GetOr(data, "ttl", parseSTSTTL, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (e *Engine) assumeRole(ctx context.Context, c *clients, name string, r *rol
 	if r.MaxSTSTTL > 0 && ttl > r.MaxSTSTTL {
 		return nil, logical.Invalid("ttl", "%d seconds exceeds the role's max_sts_ttl (%d seconds)", seconds(ttl), seconds(r.MaxSTSTTL))
 	}
-	session, err := fieldOr(data, "role_session_name", parseString, "")
+	session, err := field.GetOr(data, "role_session_name", parseString, "")
 	if err != nil {
 		return nil, err
 	}

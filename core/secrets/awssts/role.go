@@ -115,25 +115,25 @@ func parseRole(data map[string]any) (*roleEntry, error) {
 	}
 	r := &roleEntry{}
 	var err error
-	if r.CredentialType, err = fieldOr(data, "credential_type", parseString, ""); err != nil {
+	if r.CredentialType, err = field.GetOr(data, "credential_type", parseString, ""); err != nil {
 		return nil, err
 	}
-	if r.PolicyDocument, err = fieldOr(data, "policy_document", parsePolicy, ""); err != nil {
+	if r.PolicyDocument, err = field.GetOr(data, "policy_document", parsePolicy, ""); err != nil {
 		return nil, err
 	}
-	if r.PolicyARNs, err = fieldOr(data, "policy_arns", parseARNs(policyARNRE, "a managed policy"), nil); err != nil {
+	if r.PolicyARNs, err = field.GetOr(data, "policy_arns", parseARNs(policyARNRE, "a managed policy"), nil); err != nil {
 		return nil, err
 	}
-	if r.RoleARNs, err = fieldOr(data, "role_arns", parseARNs(roleARNRE, "an IAM role"), nil); err != nil {
+	if r.RoleARNs, err = field.GetOr(data, "role_arns", parseARNs(roleARNRE, "an IAM role"), nil); err != nil {
 		return nil, err
 	}
-	if r.DefaultSTSTTL, err = fieldOr(data, "default_sts_ttl", parseSTSTTL, 0); err != nil {
+	if r.DefaultSTSTTL, err = field.GetOr(data, "default_sts_ttl", parseSTSTTL, 0); err != nil {
 		return nil, err
 	}
-	if r.MaxSTSTTL, err = fieldOr(data, "max_sts_ttl", parseSTSTTL, 0); err != nil {
+	if r.MaxSTSTTL, err = field.GetOr(data, "max_sts_ttl", parseSTSTTL, 0); err != nil {
 		return nil, err
 	}
-	if r.UserPath, err = fieldOr(data, "user_path", parseString, ""); err != nil {
+	if r.UserPath, err = field.GetOr(data, "user_path", parseString, ""); err != nil {
 		return nil, err
 	}
 	switch r.CredentialType {

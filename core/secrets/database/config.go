@@ -342,7 +342,7 @@ func (e *Engine) writeConfig(ctx context.Context, name string, data map[string]a
 	if old != nil {
 		c = *old
 	}
-	if c.PluginName, err = fieldOr(data, "plugin_name", parseString, c.PluginName); err != nil {
+	if c.PluginName, err = field.GetOr(data, "plugin_name", parseString, c.PluginName); err != nil {
 		return nil, err
 	}
 	switch c.PluginName {
@@ -353,7 +353,7 @@ func (e *Engine) writeConfig(ctx context.Context, name string, data map[string]a
 	default:
 		return nil, logical.Invalid("plugin_name", "unsupported plugin %q; want %s", field.Truncate(c.PluginName, 64), PluginPostgres)
 	}
-	if c.ConnectionURL, err = fieldOr(data, "connection_url", parseString, c.ConnectionURL); err != nil {
+	if c.ConnectionURL, err = field.GetOr(data, "connection_url", parseString, c.ConnectionURL); err != nil {
 		return nil, err
 	}
 	if c.ConnectionURL == "" {
@@ -362,19 +362,19 @@ func (e *Engine) writeConfig(ctx context.Context, name string, data map[string]a
 	if err := checkURLHasNoPassword(c.ConnectionURL); err != nil {
 		return nil, err
 	}
-	if c.Username, err = fieldOr(data, "username", parseString, c.Username); err != nil {
+	if c.Username, err = field.GetOr(data, "username", parseString, c.Username); err != nil {
 		return nil, err
 	}
-	if c.Password, err = fieldOr(data, "password", parseSecretString, c.Password); err != nil {
+	if c.Password, err = field.GetOr(data, "password", parseSecretString, c.Password); err != nil {
 		return nil, err
 	}
-	if c.AllowedRoles, err = fieldOr(data, "allowed_roles", parseNames, c.AllowedRoles); err != nil {
+	if c.AllowedRoles, err = field.GetOr(data, "allowed_roles", parseNames, c.AllowedRoles); err != nil {
 		return nil, err
 	}
-	if c.VerifyConnection, err = fieldOr(data, "verify_connection", field.Bool, true); err != nil {
+	if c.VerifyConnection, err = field.GetOr(data, "verify_connection", field.Bool, true); err != nil {
 		return nil, err
 	}
-	n, err := fieldOr(data, "max_open_connections", parseInt(0, maxConnections), int64(c.MaxOpenConnections))
+	n, err := field.GetOr(data, "max_open_connections", parseInt(0, maxConnections), int64(c.MaxOpenConnections))
 	if err != nil {
 		return nil, err
 	}
@@ -382,15 +382,15 @@ func (e *Engine) writeConfig(ctx context.Context, name string, data map[string]a
 	if c.MaxOpenConnections == 0 {
 		c.MaxOpenConnections = 4
 	}
-	n, err = fieldOr(data, "max_idle_connections", parseInt(0, maxConnections), int64(c.MaxIdleConnections))
+	n, err = field.GetOr(data, "max_idle_connections", parseInt(0, maxConnections), int64(c.MaxIdleConnections))
 	if err != nil {
 		return nil, err
 	}
 	c.MaxIdleConnections = int(n)
-	if c.MaxConnectionLifetime, err = fieldOr(data, "max_connection_lifetime", parseTTL, c.MaxConnectionLifetime); err != nil {
+	if c.MaxConnectionLifetime, err = field.GetOr(data, "max_connection_lifetime", parseTTL, c.MaxConnectionLifetime); err != nil {
 		return nil, err
 	}
-	if c.PasswordPolicy, err = fieldOr(data, "password_policy", parseString, c.PasswordPolicy); err != nil {
+	if c.PasswordPolicy, err = field.GetOr(data, "password_policy", parseString, c.PasswordPolicy); err != nil {
 		return nil, err
 	}
 	if c.PasswordPolicy != "" && e.passwords == nil {

@@ -26,30 +26,9 @@ const (
 // nameRE is what a config, role or static role name may be.
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_-][a-zA-Z0-9_.-]{0,127}$`)
 
-// fieldOr is field.GetNonNull with a default for an absent field.
-func fieldOr[T any](data map[string]any, name string, parse func(any) (T, error), def T) (T, error) {
-	t, ok, err := field.GetNonNull(data, name, parse)
-	if err != nil || !ok {
-		return def, err
-	}
-	return t, nil
-}
-
-// parseString reads a string of at most maxStringLen bytes, without
-// control characters, trimmed.
-func parseString(v any) (string, error) {
-	s, err := field.String(v)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case len(s) > maxStringLen:
-		return "", fmt.Errorf("longer than %d bytes", maxStringLen)
-	case field.HasControl(s):
-		return "", fmt.Errorf("contains a control character")
-	}
-	return strings.TrimSpace(s), nil
-}
+// parseString reads a one-line string field of at most maxStringLen
+// bytes (see field.Text).
+func parseString(v any) (string, error) { return field.Text(v, maxStringLen) }
 
 // parseSecretString reads a password: a string of at most maxStringLen
 // bytes, kept as it is. Its errors never quote it.
@@ -112,7 +91,7 @@ func parseStatements(v any) ([]string, error) {
 // statementsField reads a statements field and checks that its templates
 // parse with the given placeholders.
 func statementsField(data map[string]any, name string, def []string, placeholders ...string) ([]string, error) {
-	ss, err := fieldOr(data, name, parseStatements, def)
+	ss, err := field.GetOr(data, name, parseStatements, def)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if old != nil {
 		r = *old
 	}
-	if r.DBName, err = fieldOr(data, "db_name", parseString, r.DBName); err != nil {
+	if r.DBName, err = field.GetOr(data, "db_name", parseString, r.DBName); err != nil {
 		return nil, err
 	}
 	if r.DBName == "" {
@@ -113,7 +113,7 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if err := checkName(r.DBName); err != nil {
 		return nil, logical.Invalid("db_name", "not a config name: %v", err)
 	}
-	if ct, err := fieldOr(data, "credential_type", parseString, "password"); err != nil {
+	if ct, err := field.GetOr(data, "credential_type", parseString, "password"); err != nil {
 		return nil, err
 	} else if ct != "password" {
 		return nil, logical.Invalid("credential_type", "only password is supported")
@@ -130,10 +130,10 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if r.RollbackStatements, err = statementsField(data, "rollback_statements", r.RollbackStatements, phName, phPassword, phExpiration); err != nil {
 		return nil, err
 	}
-	if r.DefaultTTL, err = fieldOr(data, "default_ttl", parseTTL, r.DefaultTTL); err != nil {
+	if r.DefaultTTL, err = field.GetOr(data, "default_ttl", parseTTL, r.DefaultTTL); err != nil {
 		return nil, err
 	}
-	if r.MaxTTL, err = fieldOr(data, "max_ttl", parseTTL, r.MaxTTL); err != nil {
+	if r.MaxTTL, err = field.GetOr(data, "max_ttl", parseTTL, r.MaxTTL); err != nil {
 		return nil, err
 	}
 	if r.MaxTTL > 0 && r.DefaultTTL > r.MaxTTL {

@@ -75,11 +75,11 @@ func (e *Engine) writeStaticRole(ctx context.Context, name string, data map[stri
 	if old != nil {
 		r = *old
 	}
-	dbName, err := fieldOr(data, "db_name", parseString, r.DBName)
+	dbName, err := field.GetOr(data, "db_name", parseString, r.DBName)
 	if err != nil {
 		return nil, err
 	}
-	username, err := fieldOr(data, "username", parseString, r.Username)
+	username, err := field.GetOr(data, "username", parseString, r.Username)
 	if err != nil {
 		return nil, err
 	}
@@ -97,12 +97,12 @@ func (e *Engine) writeStaticRole(ctx context.Context, name string, data map[stri
 	case len(r.Username) > maxIdentLen:
 		return nil, logical.Invalid("username", "longer than %d bytes", maxIdentLen)
 	}
-	if ct, err := fieldOr(data, "credential_type", parseString, "password"); err != nil {
+	if ct, err := field.GetOr(data, "credential_type", parseString, "password"); err != nil {
 		return nil, err
 	} else if ct != "password" {
 		return nil, logical.Invalid("credential_type", "only password is supported")
 	}
-	if r.RotationPeriod, err = fieldOr(data, "rotation_period", parseTTL, r.RotationPeriod); err != nil {
+	if r.RotationPeriod, err = field.GetOr(data, "rotation_period", parseTTL, r.RotationPeriod); err != nil {
 		return nil, err
 	}
 	if r.RotationPeriod < minRotationPeriod {
@@ -111,7 +111,7 @@ func (e *Engine) writeStaticRole(ctx context.Context, name string, data map[stri
 	if r.RotationStatements, err = statementsField(data, "rotation_statements", r.RotationStatements, phName, phPassword); err != nil {
 		return nil, err
 	}
-	if r.GracePeriod, err = fieldOr(data, "grace_period", parseTTL, r.GracePeriod); err != nil {
+	if r.GracePeriod, err = field.GetOr(data, "grace_period", parseTTL, r.GracePeriod); err != nil {
 		return nil, err
 	}
 	if r.GracePeriod > r.RotationPeriod {

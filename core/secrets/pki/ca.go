@@ -153,7 +153,7 @@ type caParams struct {
 func parseSubject(data map[string]any) (pkix.Name, error) {
 	var n pkix.Name
 	var err error
-	if n.CommonName, err = fieldOr(data, "common_name", parseString, ""); err != nil {
+	if n.CommonName, err = field.GetOr(data, "common_name", parseString, ""); err != nil {
 		return n, err
 	}
 	if n.CommonName == "" {
@@ -194,7 +194,7 @@ func parseSANs(data map[string]any, cn string) (dns, emails []string, ips []net.
 	if uris, _, err = field.GetNonNull(data, "uri_sans", parseURIs); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	exclude, err := fieldOr(data, "exclude_cn_from_sans", field.Bool, false)
+	exclude, err := field.GetOr(data, "exclude_cn_from_sans", field.Bool, false)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -259,13 +259,13 @@ func parseCAParams(data map[string]any, root bool) (*caParams, error) {
 	if p.dnsNames, p.emails, p.ips, p.uris, err = parseSANs(data, p.subject.CommonName); err != nil {
 		return nil, err
 	}
-	if p.keyType, err = fieldOr(data, "key_type", parseString, ""); err != nil {
+	if p.keyType, err = field.GetOr(data, "key_type", parseString, ""); err != nil {
 		return nil, err
 	}
 	if p.keyType == "" {
 		p.keyType = KeyTypeEC
 	}
-	bits, err := fieldOr(data, "key_bits", parseInt(0, 8192), 0)
+	bits, err := field.GetOr(data, "key_bits", parseInt(0, 8192), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -276,13 +276,13 @@ func parseCAParams(data map[string]any, root bool) (*caParams, error) {
 		}
 		return nil, logical.Invalid(name, "%v", err)
 	}
-	if p.ttl, err = fieldOr(data, "ttl", parseTTL, 0); err != nil {
+	if p.ttl, err = field.GetOr(data, "ttl", parseTTL, 0); err != nil {
 		return nil, err
 	}
 	if p.ttl == 0 {
 		p.ttl = DefaultRootTTL
 	}
-	mpl, err := fieldOr(data, "max_path_length", parseInt(-1, 64), -1)
+	mpl, err := field.GetOr(data, "max_path_length", parseInt(-1, 64), -1)
 	if err != nil {
 		return nil, err
 	}
@@ -290,10 +290,10 @@ func parseCAParams(data map[string]any, root bool) (*caParams, error) {
 	if p.permittedDNS, err = parsePermittedDNS(data); err != nil {
 		return nil, err
 	}
-	if p.format, err = fieldOr(data, "format", parseFormat, "pem"); err != nil {
+	if p.format, err = field.GetOr(data, "format", parseFormat, "pem"); err != nil {
 		return nil, err
 	}
-	if p.pkcs8, err = fieldOr(data, "private_key_format", parseKeyFormat, false); err != nil {
+	if p.pkcs8, err = field.GetOr(data, "private_key_format", parseKeyFormat, false); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -591,7 +591,7 @@ func (e *Engine) handleSignIntermediate(ctx context.Context, data map[string]any
 	if err != nil {
 		return nil, err
 	}
-	useCSR, err := fieldOr(data, "use_csr_values", field.Bool, false)
+	useCSR, err := field.GetOr(data, "use_csr_values", field.Bool, false)
 	if err != nil {
 		return nil, err
 	}
@@ -620,7 +620,7 @@ func (e *Engine) handleSignIntermediate(ctx context.Context, data map[string]any
 			return nil, err
 		}
 	}
-	mpl, err := fieldOr(data, "max_path_length", parseInt(-1, 64), -1)
+	mpl, err := field.GetOr(data, "max_path_length", parseInt(-1, 64), -1)
 	if err != nil {
 		return nil, err
 	}
@@ -628,14 +628,14 @@ func (e *Engine) handleSignIntermediate(ctx context.Context, data map[string]any
 		return nil, err
 	}
 	tmpl.PermittedDNSDomainsCritical = len(tmpl.PermittedDNSDomains) > 0
-	ttl, err := fieldOr(data, "ttl", parseTTL, 0)
+	ttl, err := field.GetOr(data, "ttl", parseTTL, 0)
 	if err != nil {
 		return nil, err
 	}
 	if ttl == 0 {
 		ttl = DefaultIntermediateTTL
 	}
-	format, err := fieldOr(data, "format", parseFormat, "pem")
+	format, err := field.GetOr(data, "format", parseFormat, "pem")
 	if err != nil {
 		return nil, err
 	}

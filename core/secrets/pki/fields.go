@@ -29,31 +29,9 @@ const (
 // those and answer anything else with an error; field turns the error into
 // an InvalidRequestError naming the field. They never echo a whole value.
 
-// fieldOr is field with a default for an absent field.
-func fieldOr[T any](data map[string]any, name string, parse func(any) (T, error), def T) (T, error) {
-	t, ok, err := field.GetNonNull(data, name, parse)
-	if err != nil || !ok {
-		return def, err
-	}
-	return t, nil
-}
-
-// parseString reads a string field (see field.String) of at most
-// maxStringLen bytes, without control characters, trimmed of surrounding
-// spaces.
-func parseString(v any) (string, error) {
-	s, err := field.String(v)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case len(s) > maxStringLen:
-		return "", fmt.Errorf("longer than %d bytes", maxStringLen)
-	case field.HasControl(s):
-		return "", fmt.Errorf("contains a control character")
-	}
-	return strings.TrimSpace(s), nil
-}
+// parseString reads a one-line string field of at most maxStringLen
+// bytes (see field.Text).
+func parseString(v any) (string, error) { return field.Text(v, maxStringLen) }
 
 // parsePEMText reads a PEM field (a CSR, a certificate chain): a string of
 // at most maxPEMLen bytes. Newlines are allowed; it is decoded by pem.

@@ -53,7 +53,7 @@ type leafRequest struct {
 func parseLeafRequest(data map[string]any) (*leafRequest, error) {
 	l := &leafRequest{cnSource: fromCommonName, namesSource: fromAltNames, ipsSource: fromIPSANs, urisSource: fromURISANs}
 	var err error
-	if l.cn, err = fieldOr(data, "common_name", parseString, ""); err != nil {
+	if l.cn, err = field.GetOr(data, "common_name", parseString, ""); err != nil {
 		return nil, err
 	}
 	if l.names, _, err = field.GetNonNull(data, "alt_names", parseStrings); err != nil {
@@ -65,19 +65,19 @@ func parseLeafRequest(data map[string]any) (*leafRequest, error) {
 	if l.uris, _, err = field.GetNonNull(data, "uri_sans", parseURIs); err != nil {
 		return nil, err
 	}
-	if l.excludeCN, err = fieldOr(data, "exclude_cn_from_sans", field.Bool, false); err != nil {
+	if l.excludeCN, err = field.GetOr(data, "exclude_cn_from_sans", field.Bool, false); err != nil {
 		return nil, err
 	}
-	if l.ttl, err = fieldOr(data, "ttl", parseTTL, 0); err != nil {
+	if l.ttl, err = field.GetOr(data, "ttl", parseTTL, 0); err != nil {
 		return nil, err
 	}
-	if l.format, err = fieldOr(data, "format", parseFormat, "pem"); err != nil {
+	if l.format, err = field.GetOr(data, "format", parseFormat, "pem"); err != nil {
 		return nil, err
 	}
-	if l.pkcs8, err = fieldOr(data, "private_key_format", parseKeyFormat, false); err != nil {
+	if l.pkcs8, err = field.GetOr(data, "private_key_format", parseKeyFormat, false); err != nil {
 		return nil, err
 	}
-	if l.removeRoots, err = fieldOr(data, "remove_roots_from_chain", field.Bool, false); err != nil {
+	if l.removeRoots, err = field.GetOr(data, "remove_roots_from_chain", field.Bool, false); err != nil {
 		return nil, err
 	}
 	return l, nil

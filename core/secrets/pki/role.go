@@ -106,12 +106,12 @@ func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, erro
 	r := &roleEntry{}
 	var err error
 	for _, b := range roleBools {
-		if *b.dst(r), err = fieldOr(data, b.name, field.Bool, b.def); err != nil {
+		if *b.dst(r), err = field.GetOr(data, b.name, field.Bool, b.def); err != nil {
 			return nil, err
 		}
 	}
 	for _, l := range roleLists {
-		if *l.dst(r), err = fieldOr(data, l.name, parseStrings, []string{}); err != nil {
+		if *l.dst(r), err = field.GetOr(data, l.name, parseStrings, []string{}); err != nil {
 			return nil, err
 		}
 	}
@@ -125,13 +125,13 @@ func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, erro
 			return nil, logical.Invalid("allowed_uri_sans", "%q must be printable ASCII without spaces", field.Truncate(u, 64))
 		}
 	}
-	if r.KeyType, err = fieldOr(data, "key_type", parseString, ""); err != nil {
+	if r.KeyType, err = field.GetOr(data, "key_type", parseString, ""); err != nil {
 		return nil, err
 	}
 	if r.KeyType == "" {
 		r.KeyType = KeyTypeEC
 	}
-	bits, err := fieldOr(data, "key_bits", parseInt(0, maxRSABits), 0)
+	bits, err := field.GetOr(data, "key_bits", parseInt(0, maxRSABits), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -145,10 +145,10 @@ func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, erro
 	default:
 		return nil, logical.Invalid("key_type", "must be rsa, ec or any, not %q", field.Truncate(r.KeyType, 32))
 	}
-	if r.TTL, err = fieldOr(data, "ttl", parseTTL, 0); err != nil {
+	if r.TTL, err = field.GetOr(data, "ttl", parseTTL, 0); err != nil {
 		return nil, err
 	}
-	if r.MaxTTL, err = fieldOr(data, "max_ttl", parseTTL, 0); err != nil {
+	if r.MaxTTL, err = field.GetOr(data, "max_ttl", parseTTL, 0); err != nil {
 		return nil, err
 	}
 	limit, limitName := r.MaxTTL, "max_ttl"

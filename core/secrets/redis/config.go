@@ -41,21 +41,9 @@ func (c *connConfig) addr() string { return net.JoinHostPort(c.Host, strconv.Ito
 // database plugin's, plus address as a shorthand for host and port.
 var configFields = []string{"host", "port", "address", "username", "password", "tls", "insecure_tls", "ca_cert", "verify_connection"}
 
-// parseString reads a string field of at most maxStringLen bytes without
-// control characters, trimmed of surrounding spaces.
-func parseString(v any) (string, error) {
-	s, err := field.String(v)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case len(s) > maxStringLen:
-		return "", fmt.Errorf("longer than %d bytes", maxStringLen)
-	case field.HasControl(s):
-		return "", fmt.Errorf("contains a control character")
-	}
-	return strings.TrimSpace(s), nil
-}
+// parseString reads a one-line string field of at most maxStringLen
+// bytes (see field.Text).
+func parseString(v any) (string, error) { return field.Text(v, maxStringLen) }
 
 // parsePassword reads a password: any string without control characters.
 // Its value never appears in an error.
@@ -94,14 +82,6 @@ func parsePEM(v any) (string, error) {
 	return strings.TrimSpace(s), nil
 }
 
-func fieldOr[T any](data map[string]any, name string, parse func(any) (T, error), def T) (T, error) {
-	t, ok, err := field.GetNonNull(data, name, parse)
-	if err != nil || !ok {
-		return def, err
-	}
-	return t, nil
-}
-
 // parseConfig checks a write to config. old is the stored config, or nil:
 // a write that leaves out the password keeps the stored one, so changing
 // another field does not need the admin password again.
@@ -111,13 +91,13 @@ func parseConfig(data map[string]any, old *connConfig) (*connConfig, bool, error
 	}
 	c := &connConfig{}
 	var err error
-	if c.Host, err = fieldOr(data, "host", parseString, ""); err != nil {
+	if c.Host, err = field.GetOr(data, "host", parseString, ""); err != nil {
 		return nil, false, err
 	}
-	if c.Port, err = fieldOr(data, "port", parsePort, 0); err != nil {
+	if c.Port, err = field.GetOr(data, "port", parsePort, 0); err != nil {
 		return nil, false, err
 	}
-	address, err := fieldOr(data, "address", parseString, "")
+	address, err := field.GetOr(data, "address", parseString, "")
 	if err != nil {
 		return nil, false, err
 	}
@@ -143,7 +123,7 @@ func parseConfig(data map[string]any, old *connConfig) (*connConfig, bool, error
 	if c.Port == 0 {
 		c.Port = 6379
 	}
-	if c.Username, err = fieldOr(data, "username", parseString, ""); err != nil {
+	if c.Username, err = field.GetOr(data, "username", parseString, ""); err != nil {
 		return nil, false, err
 	}
 	password, ok, err := field.GetNonNull(data, "password", parsePassword)
@@ -156,13 +136,13 @@ func parseConfig(data map[string]any, old *connConfig) (*connConfig, bool, error
 	case old != nil:
 		c.Password = old.Password
 	}
-	if c.TLS, err = fieldOr(data, "tls", field.Bool, false); err != nil {
+	if c.TLS, err = field.GetOr(data, "tls", field.Bool, false); err != nil {
 		return nil, false, err
 	}
-	if c.InsecureTLS, err = fieldOr(data, "insecure_tls", field.Bool, false); err != nil {
+	if c.InsecureTLS, err = field.GetOr(data, "insecure_tls", field.Bool, false); err != nil {
 		return nil, false, err
 	}
-	if c.CACert, err = fieldOr(data, "ca_cert", parsePEM, ""); err != nil {
+	if c.CACert, err = field.GetOr(data, "ca_cert", parsePEM, ""); err != nil {
 		return nil, false, err
 	}
 	if c.CACert != "" {
@@ -173,7 +153,7 @@ func parseConfig(data map[string]any, old *connConfig) (*connConfig, bool, error
 			return nil, false, logical.Invalid("ca_cert", "set tls to use a CA certificate")
 		}
 	}
-	verify, err := fieldOr(data, "verify_connection", field.Bool, true)
+	verify, err := field.GetOr(data, "verify_connection", field.Bool, true)
 	if err != nil {
 		return nil, false, err
 	}

@@ -163,7 +163,7 @@ func commandRule(c string) (string, error) {
 
 // parseRules reads a list field and turns each element into a rule.
 func parseRules(data map[string]any, name string, rule func(string) (string, error)) ([]string, error) {
-	list, err := fieldOr(data, name, parseList, nil)
+	list, err := field.GetOr(data, name, parseList, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -261,10 +261,10 @@ func parseRole(data map[string]any) (*roleEntry, error) {
 	if len(r.Commands) == 0 {
 		return nil, logical.Invalid("commands", "a role must allow some commands, like +@read or +get")
 	}
-	if r.DefaultTTL, err = fieldOr(data, "default_ttl", parseTTL, 0); err != nil {
+	if r.DefaultTTL, err = field.GetOr(data, "default_ttl", parseTTL, 0); err != nil {
 		return nil, err
 	}
-	if r.MaxTTL, err = fieldOr(data, "max_ttl", parseTTL, 0); err != nil {
+	if r.MaxTTL, err = field.GetOr(data, "max_ttl", parseTTL, 0); err != nil {
 		return nil, err
 	}
 	if r.MaxTTL > 0 && r.DefaultTTL > r.MaxTTL {
