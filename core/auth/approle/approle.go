@@ -54,7 +54,6 @@ import (
 	"github.com/secrethub/secrethub/core/auth/internal/ratelimit"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
-	"github.com/secrethub/secrethub/core/storage"
 )
 
 var (
@@ -273,15 +272,6 @@ func (e *Engine) lockRole(name string) func() {
 	mu := &e.locks[maphash.String(e.seed, name)%lockStripes]
 	mu.Lock()
 	return mu.Unlock
-}
-
-// get reads key, reporting a missing key as nil without error.
-func (e *Engine) get(ctx context.Context, key string) ([]byte, error) {
-	b, err := e.storage.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	return b, err
 }
 
 // hashID is the form in which role and secret IDs appear in storage.

@@ -174,7 +174,7 @@ func loginField(data map[string]any, name string) (string, error) {
 
 // checkLogin verifies the credentials, consuming one use of the secret ID.
 func (e *Engine) checkLogin(ctx context.Context, addr netip.Addr, roleID, secretID string) (*logical.Response, error) {
-	raw, err := e.get(ctx, roleIDPrefix+hashID(roleID))
+	raw, err := logical.GetOptional(ctx, e.storage, roleIDPrefix+hashID(roleID))
 	if err != nil {
 		return nil, fmt.Errorf("approle: login: read role_id index: %w", err)
 	}

@@ -170,7 +170,7 @@ func (r *roleEntry) validate() error {
 
 // getRole reads a role; nil when there is none.
 func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
-	raw, err := e.get(ctx, rolePrefix+name)
+	raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("approle: read role %q: %w", name, err)
 	}
@@ -285,7 +285,7 @@ func (e *Engine) storeRole(ctx context.Context, name string, r *roleEntry, oldRo
 	if newRoleID != oldRoleID {
 		e.roleIDMu.Lock()
 		defer e.roleIDMu.Unlock()
-		owner, err := e.get(ctx, roleIDPrefix+hashID(newRoleID))
+		owner, err := logical.GetOptional(ctx, e.storage, roleIDPrefix+hashID(newRoleID))
 		if err != nil {
 			return fmt.Errorf("approle: read role_id index: %w", err)
 		}
@@ -322,7 +322,7 @@ func (e *Engine) deleteRole(ctx context.Context, name string) (*logical.Response
 	if r.RoleID != "" {
 		// The index may already point at another role only if storage was
 		// tampered with; delete it only if it is this role's.
-		owner, err := e.get(ctx, roleIDPrefix+hashID(r.RoleID))
+		owner, err := logical.GetOptional(ctx, e.storage, roleIDPrefix+hashID(r.RoleID))
 		if err != nil {
 			return nil, fmt.Errorf("approle: read role_id index: %w", err)
 		}

@@ -41,7 +41,7 @@ func accessorKey(role, acc string) string  { return accessorPrefix + role + "/" 
 // getSecretID reads the secret ID entry stored under hash; nil when there
 // is none.
 func (e *Engine) getSecretID(ctx context.Context, role, hash string) (*secretIDEntry, error) {
-	raw, err := e.get(ctx, secretIDKey(role, hash))
+	raw, err := logical.GetOptional(ctx, e.storage, secretIDKey(role, hash))
 	if err != nil {
 		return nil, fmt.Errorf("approle: read secret ID of role %q: %w", role, err)
 	}
@@ -298,7 +298,7 @@ func (e *Engine) deleteSecretID(ctx context.Context, name, hash, acc string) err
 // byAccessor resolves an accessor to its secret ID's hash and entry. A
 // missing accessor, or one whose secret ID is gone, is logical.ErrNotFound.
 func (e *Engine) byAccessor(ctx context.Context, name, acc string) (string, *secretIDEntry, error) {
-	raw, err := e.get(ctx, accessorKey(name, acc))
+	raw, err := logical.GetOptional(ctx, e.storage, accessorKey(name, acc))
 	if err != nil {
 		return "", nil, fmt.Errorf("approle: read accessor of role %q: %w", name, err)
 	}
@@ -385,7 +385,7 @@ func (e *Engine) deleteSecretIDsOf(ctx context.Context, name string, drop func(*
 		if strings.HasSuffix(h, "/") {
 			continue
 		}
-		raw, err := e.get(ctx, secretIDKey(name, h))
+		raw, err := logical.GetOptional(ctx, e.storage, secretIDKey(name, h))
 		if err != nil {
 			return deleted, fmt.Errorf("approle: read secret ID of role %q: %w", name, err)
 		}
@@ -421,12 +421,12 @@ func (e *Engine) deleteSecretIDsOf(ctx context.Context, name string, drop func(*
 		if strings.HasSuffix(acc, "/") {
 			continue
 		}
-		raw, err := e.get(ctx, accessorKey(name, acc))
+		raw, err := logical.GetOptional(ctx, e.storage, accessorKey(name, acc))
 		if err != nil {
 			return deleted, fmt.Errorf("approle: read accessor of role %q: %w", name, err)
 		}
 		if raw != nil {
-			if s, err := e.get(ctx, secretIDKey(name, string(raw))); err != nil {
+			if s, err := logical.GetOptional(ctx, e.storage, secretIDKey(name, string(raw))); err != nil {
 				return deleted, fmt.Errorf("approle: read secret ID of role %q: %w", name, err)
 			} else if s != nil {
 				continue

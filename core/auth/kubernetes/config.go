@@ -206,7 +206,7 @@ func parseIssuer(v any) (string, error) {
 
 // getConfig reads the config; nil when none is written yet.
 func (e *Engine) getConfig(ctx context.Context) (*configEntry, error) {
-	raw, err := e.get(ctx, configKey)
+	raw, err := logical.GetOptional(ctx, e.storage, configKey)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes auth: read config: %w", err)
 	}

@@ -52,7 +52,6 @@ import (
 	"github.com/secrethub/secrethub/core/auth/internal/ratelimit"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
-	"github.com/secrethub/secrethub/core/storage"
 )
 
 var (
@@ -248,9 +247,9 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 	var raw []byte
 	switch rt.kind {
 	case "role":
-		raw, err = e.get(ctx, rolePrefix+rt.name)
+		raw, err = logical.GetOptional(ctx, e.storage, rolePrefix+rt.name)
 	case "config":
-		raw, err = e.get(ctx, configKey)
+		raw, err = logical.GetOptional(ctx, e.storage, configKey)
 	default:
 		return true, nil
 	}
@@ -258,13 +257,4 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 		return false, err
 	}
 	return raw != nil, nil
-}
-
-// get reads key, reporting a missing key as nil without error.
-func (e *Engine) get(ctx context.Context, key string) ([]byte, error) {
-	b, err := e.storage.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	return b, err
 }

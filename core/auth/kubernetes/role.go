@@ -300,7 +300,7 @@ func (r *roleEntry) bound(namespace, name string) (bool, string) {
 
 // getRole reads a role; nil when there is none.
 func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
-	raw, err := e.get(ctx, rolePrefix+name)
+	raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes auth: read role %q: %w", name, err)
 	}

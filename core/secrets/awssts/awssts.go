@@ -39,7 +39,6 @@ package awssts
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +49,6 @@ import (
 
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
-	"github.com/secrethub/secrethub/core/storage"
 )
 
 var (
@@ -224,42 +222,8 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 	default:
 		return true, nil
 	}
-	raw, err := e.get(ctx, key)
+	raw, err := logical.GetOptional(ctx, e.storage, key)
 	return raw != nil, err
-}
-
-func (e *Engine) get(ctx context.Context, key string) ([]byte, error) {
-	b, err := e.storage.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("aws: read %s: %w", key, err)
-	}
-	return b, nil
-}
-
-// getJSON decodes key into v; false when nothing is stored.
-func (e *Engine) getJSON(ctx context.Context, key string, v any) (bool, error) {
-	raw, err := e.get(ctx, key)
-	if err != nil || raw == nil {
-		return false, err
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("aws: decode %s: %w", key, err)
-	}
-	return true, nil
-}
-
-func (e *Engine) putJSON(ctx context.Context, key string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("aws: encode %s: %w", key, err)
-	}
-	if err := e.storage.Put(ctx, key, raw); err != nil {
-		return fmt.Errorf("aws: write %s: %w", key, err)
-	}
-	return nil
 }
 
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }

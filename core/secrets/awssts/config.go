@@ -95,7 +95,7 @@ func (e *Engine) writeRoot(ctx context.Context, data map[string]any) (*logical.R
 		return nil, err
 	}
 	var old rootConfig
-	hadOld, err := e.getJSON(ctx, rootKey, &old)
+	hadOld, err := logical.GetJSON(ctx, e.storage, rootKey, &old)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +140,12 @@ func (e *Engine) writeRoot(ctx context.Context, data map[string]any) (*logical.R
 		return nil, err
 	}
 	c.MaxRetries = int(retries)
-	return nil, e.putJSON(ctx, rootKey, &c)
+	return nil, logical.PutJSON(ctx, e.storage, rootKey, &c)
 }
 
 func (e *Engine) readRoot(ctx context.Context) (*logical.Response, error) {
 	var c rootConfig
-	ok, err := e.getJSON(ctx, rootKey, &c)
+	ok, err := logical.GetJSON(ctx, e.storage, rootKey, &c)
 	if err != nil {
 		return nil, err
 	}
@@ -179,12 +179,12 @@ func (e *Engine) writeLease(ctx context.Context, data map[string]any) (*logical.
 	if l.LeaseMax > 0 && l.Lease > l.LeaseMax {
 		return nil, logical.Invalid("lease", "%d seconds exceeds lease_max (%d seconds)", seconds(l.Lease), seconds(l.LeaseMax))
 	}
-	return nil, e.putJSON(ctx, leaseKey, &l)
+	return nil, logical.PutJSON(ctx, e.storage, leaseKey, &l)
 }
 
 func (e *Engine) readLease(ctx context.Context) (*logical.Response, error) {
 	var l leaseConfig
-	ok, err := e.getJSON(ctx, leaseKey, &l)
+	ok, err := logical.GetJSON(ctx, e.storage, leaseKey, &l)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ type clients struct {
 // credentials, no shared config, no environment, no instance metadata.
 func (e *Engine) clients(ctx context.Context) (*clients, error) {
 	var c rootConfig
-	ok, err := e.getJSON(ctx, rootKey, &c)
+	ok, err := logical.GetJSON(ctx, e.storage, rootKey, &c)
 	if err != nil {
 		return nil, err
 	}

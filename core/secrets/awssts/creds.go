@@ -210,7 +210,7 @@ func (e *Engine) assumeRole(ctx context.Context, c *clients, name string, r *rol
 
 func (e *Engine) createUser(ctx context.Context, c *clients, name string, r *roleEntry) (_ *logical.Response, err error) {
 	var l leaseConfig
-	if _, err := e.getJSON(ctx, leaseKey, &l); err != nil {
+	if _, err := logical.GetJSON(ctx, e.storage, leaseKey, &l); err != nil {
 		return nil, err
 	}
 	if l.Lease == 0 {

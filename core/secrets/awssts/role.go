@@ -173,7 +173,7 @@ func parseRole(data map[string]any) (*roleEntry, error) {
 
 func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
 	var r roleEntry
-	ok, err := e.getJSON(ctx, rolePrefix+name, &r)
+	ok, err := logical.GetJSON(ctx, e.storage, rolePrefix+name, &r)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if err != nil {
 		return nil, err
 	}
-	return nil, e.putJSON(ctx, rolePrefix+name, r)
+	return nil, logical.PutJSON(ctx, e.storage, rolePrefix+name, r)
 }
 
 func nonNil(ss []string) []string {

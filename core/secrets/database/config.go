@@ -177,7 +177,7 @@ func isConnectError(err error) bool {
 // readConfigEntry loads config name, or nil.
 func (e *Engine) readConfigEntry(ctx context.Context, name string) (*connConfig, error) {
 	var c connConfig
-	ok, err := e.getJSON(ctx, configPrefix+name, &c)
+	ok, err := logical.GetJSON(ctx, e.storage, configPrefix+name, &c)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -418,7 +418,7 @@ func (e *Engine) writeConfig(ctx context.Context, name string, data map[string]a
 			return nil, err
 		}
 	}
-	if err := e.putJSON(ctx, configPrefix+name, &c); err != nil {
+	if err := logical.PutJSON(ctx, e.storage, configPrefix+name, &c); err != nil {
 		return nil, err
 	}
 	e.replacePool(name, &c)
@@ -549,11 +549,11 @@ func (e *Engine) rotateRoot(ctx context.Context, name string) (*logical.Response
 	}
 	nc := *c
 	nc.Password = pw
-	if err := e.putJSON(ctx, configPrefix+name, &nc); err != nil {
+	if err := logical.PutJSON(ctx, e.storage, configPrefix+name, &nc); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		if perr := e.putJSON(context.WithoutCancel(ctx), configPrefix+name, c); perr != nil {
+		if perr := logical.PutJSON(context.WithoutCancel(ctx), e.storage, configPrefix+name, c); perr != nil {
 			e.log.ErrorContext(ctx, "rotate-root: commit failed and the old config could not be restored", "config", name, "error", perr.Error())
 		}
 		return nil, t.fail("name", ErrUnreachable, err, "commit rotate root password")

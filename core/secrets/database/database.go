@@ -33,7 +33,6 @@ package database
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -315,44 +314,8 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 	default:
 		return true, nil
 	}
-	b, err := e.get(ctx, key)
+	b, err := logical.GetOptional(ctx, e.storage, key)
 	return b != nil, err
-}
-
-// get reads key, reporting a missing key as nil without error.
-func (e *Engine) get(ctx context.Context, key string) ([]byte, error) {
-	b, err := e.storage.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("database: read %s: %w", key, err)
-	}
-	return b, nil
-}
-
-// getJSON decodes key into v, reporting whether it was there.
-func (e *Engine) getJSON(ctx context.Context, key string, v any) (bool, error) {
-	b, err := e.get(ctx, key)
-	if err != nil || b == nil {
-		return false, err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("database: decode %s: %w", key, err)
-	}
-	return true, nil
-}
-
-// putJSON stores v at key.
-func (e *Engine) putJSON(ctx context.Context, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("database: encode %s: %w", key, err)
-	}
-	if err := e.storage.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("database: store %s: %w", key, err)
-	}
-	return nil
 }
 
 // list answers a LIST of the names under prefix, as Vault does: keys, or

@@ -62,7 +62,7 @@ var roleFields = []string{
 
 func (e *Engine) readRoleEntry(ctx context.Context, name string) (*role, error) {
 	var r role
-	ok, err := e.getJSON(ctx, rolePrefix+name, &r)
+	ok, err := logical.GetJSON(ctx, e.storage, rolePrefix+name, &r)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if r.MaxTTL > 0 && r.DefaultTTL > r.MaxTTL {
 		return nil, logical.Invalid("default_ttl", "%ds is above max_ttl %ds", seconds(r.DefaultTTL), seconds(r.MaxTTL))
 	}
-	if err := e.putJSON(ctx, rolePrefix+name, &r); err != nil {
+	if err := logical.PutJSON(ctx, e.storage, rolePrefix+name, &r); err != nil {
 		return nil, err
 	}
 	return nil, nil

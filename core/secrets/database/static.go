@@ -32,7 +32,7 @@ var staticRoleFields = []string{
 
 func (e *Engine) readStaticEntry(ctx context.Context, name string) (*staticRole, error) {
 	var r staticRole
-	ok, err := e.getJSON(ctx, staticRolePrefix+name, &r)
+	ok, err := logical.GetJSON(ctx, e.storage, staticRolePrefix+name, &r)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func (e *Engine) writeStaticRole(ctx context.Context, name string, data map[stri
 		return nil, logical.Invalid("grace_period", "%ds is above rotation_period %ds", seconds(r.GracePeriod), seconds(r.RotationPeriod))
 	}
 	if old != nil {
-		return nil, e.putJSON(ctx, staticRolePrefix+name, &r)
+		return nil, logical.PutJSON(ctx, e.storage, staticRolePrefix+name, &r)
 	}
 	if err := e.rotateStatic(ctx, name, &r); err != nil {
 		return nil, err
@@ -250,13 +250,13 @@ func (e *Engine) rotateStatic(ctx context.Context, name string, r *staticRole) e
 		nr.PreviousPassword, nr.PreviousUntil = r.Password, now.Add(r.GracePeriod)
 	}
 	nr.Password, nr.LastRotation = pw, now
-	if err := e.putJSON(ctx, staticRolePrefix+name, &nr); err != nil {
+	if err := logical.PutJSON(ctx, e.storage, staticRolePrefix+name, &nr); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		if old.Password == "" {
 			_, _ = e.deleteKey(context.WithoutCancel(ctx), staticRolePrefix+name)
-		} else if perr := e.putJSON(context.WithoutCancel(ctx), staticRolePrefix+name, &old); perr != nil {
+		} else if perr := logical.PutJSON(context.WithoutCancel(ctx), e.storage, staticRolePrefix+name, &old); perr != nil {
 			e.log.ErrorContext(ctx, "static rotation: commit failed and the old record could not be restored", "role", name, "error", perr.Error())
 		}
 		return t.fail("db_name", ErrUnreachable, err, "commit the rotation of static role %q", name)

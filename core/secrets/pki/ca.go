@@ -96,7 +96,7 @@ func (e *Engine) loadCALocked(ctx context.Context) (*caBundle, error) {
 	if st := e.ca.Load(); st != nil {
 		return st.ca, nil
 	}
-	raw, err := e.get(ctx, caKey)
+	raw, err := logical.GetOptional(ctx, e.storage, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("pki: read CA: %w", err)
 	}
@@ -480,7 +480,7 @@ func (e *Engine) handleSetSigned(ctx context.Context, data map[string]any) (*log
 	} else if ca != nil {
 		return nil, ErrCAExists
 	}
-	raw, err := e.get(ctx, pendingKey)
+	raw, err := logical.GetOptional(ctx, e.storage, pendingKey)
 	if err != nil {
 		return nil, fmt.Errorf("pki: read pending intermediate: %w", err)
 	}

@@ -67,7 +67,7 @@ func (e *Engine) storeCert(ctx context.Context, cert *x509.Certificate, issuer s
 
 // getCert reads a stored certificate; nil when there is none.
 func (e *Engine) getCert(ctx context.Context, serial *big.Int) (*certEntry, error) {
-	raw, err := e.get(ctx, certKey(serial))
+	raw, err := logical.GetOptional(ctx, e.storage, certKey(serial))
 	if err != nil {
 		return nil, fmt.Errorf("pki: read certificate %s: %w", formatSerial(serial, ":"), err)
 	}
@@ -242,7 +242,7 @@ func (e *Engine) IsRevoked(ctx context.Context, serial *big.Int) (bool, error) {
 	if serial == nil {
 		return false, fmt.Errorf("pki: nil serial")
 	}
-	raw, err := e.get(ctx, revokedKey(serial))
+	raw, err := logical.GetOptional(ctx, e.storage, revokedKey(serial))
 	if err != nil {
 		return false, fmt.Errorf("pki: read revocation of %s: %w", formatSerial(serial, ":"), err)
 	}
@@ -251,7 +251,7 @@ func (e *Engine) IsRevoked(ctx context.Context, serial *big.Int) (bool, error) {
 
 // getCRL reads the stored CRL; nil when there is none.
 func (e *Engine) getCRL(ctx context.Context) (*crlEntry, error) {
-	raw, err := e.get(ctx, crlKey)
+	raw, err := logical.GetOptional(ctx, e.storage, crlKey)
 	if err != nil {
 		return nil, fmt.Errorf("pki: read CRL: %w", err)
 	}
@@ -341,7 +341,7 @@ func (e *Engine) buildCRL(ctx context.Context, ca *caBundle, extraSerial *big.In
 		if extraSerial != nil && serial.Cmp(extraSerial) == 0 {
 			continue
 		}
-		raw, err := e.get(ctx, revokedPrefix+k)
+		raw, err := logical.GetOptional(ctx, e.storage, revokedPrefix+k)
 		if err != nil {
 			return nil, fmt.Errorf("pki: read revocation %s: %w", k, err)
 		}

@@ -51,7 +51,6 @@ import (
 
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
-	"github.com/secrethub/secrethub/core/storage"
 )
 
 var (
@@ -351,13 +350,4 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 		return false, err
 	}
 	return r != nil, nil
-}
-
-// get reads key, reporting a missing key as nil without error.
-func (e *Engine) get(ctx context.Context, key string) ([]byte, error) {
-	b, err := e.storage.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	return b, err
 }

@@ -163,7 +163,7 @@ func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, erro
 
 // getRole reads a role; nil when there is none.
 func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
-	raw, err := e.get(ctx, rolePrefix+name)
+	raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("pki: read role %q: %w", name, err)
 	}

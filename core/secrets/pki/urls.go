@@ -41,7 +41,7 @@ func (e *Engine) loadURLsLocked(ctx context.Context) (*urlsEntry, error) {
 	if u := e.urls.Load(); u != nil {
 		return u, nil
 	}
-	raw, err := e.get(ctx, urlsKey)
+	raw, err := logical.GetOptional(ctx, e.storage, urlsKey)
 	if err != nil {
 		return nil, fmt.Errorf("pki: read config/urls: %w", err)
 	}

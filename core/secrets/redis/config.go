@@ -191,7 +191,7 @@ func (e *Engine) options(c *connConfig) *goredis.Options {
 
 // loadConfig reads the stored config; nil when there is none.
 func (e *Engine) loadConfig(ctx context.Context) (*connConfig, error) {
-	raw, err := e.get(ctx, configKey)
+	raw, err := logical.GetOptional(ctx, e.storage, configKey)
 	if err != nil || raw == nil {
 		return nil, err
 	}

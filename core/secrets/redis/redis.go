@@ -43,7 +43,6 @@ import (
 
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
-	"github.com/secrethub/secrethub/core/storage"
 )
 
 var (
@@ -224,25 +223,13 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 	}
 	switch rt.kind {
 	case "config":
-		raw, err := e.get(ctx, configKey)
+		raw, err := logical.GetOptional(ctx, e.storage, configKey)
 		return raw != nil, err
 	case "role":
-		raw, err := e.get(ctx, rolePrefix+rt.name)
+		raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+rt.name)
 		return raw != nil, err
 	}
 	return true, nil
-}
-
-// get reads key, reporting a missing key as nil without error.
-func (e *Engine) get(ctx context.Context, key string) ([]byte, error) {
-	b, err := e.storage.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redis: read %s: %w", key, err)
-	}
-	return b, nil
 }
 
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }

@@ -274,7 +274,7 @@ func parseRole(data map[string]any) (*roleEntry, error) {
 }
 
 func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
-	raw, err := e.get(ctx, rolePrefix+name)
+	raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+name)
 	if err != nil || raw == nil {
 		return nil, err
 	}
