@@ -8,8 +8,6 @@ package webhook_test
 
 import (
 	"context"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
-	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 	"github.com/secrethub/secrethub/internal/kubetest"
 	"github.com/secrethub/secrethub/webhook/inject"
 )
@@ -68,30 +63,8 @@ func TestInjectedAgentRendersWithoutKubelet(t *testing.T) {
 	}
 
 	// A real core: REST and the mTLS agent listener.
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)})
-	rest := httptest.NewServer(h)
-	t.Cleanup(rest.Close)
-	agentSrv := httptest.NewUnstartedServer(h)
-	agentSrv.TLS = c.AgentTLSConfig()
-	agentSrv.StartTLS()
-	t.Cleanup(agentSrv.Close)
-	root, err := client.New(client.Config{Address: rest.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	init, err := root.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.Unseal(ctx, init.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(init.RootToken)
+	coreEnv := coretest.Start(t, core.Config{})
+	root := coreEnv.Root
 	for _, w := range []struct {
 		path string
 		data map[string]any
@@ -118,7 +91,7 @@ func TestInjectedAgentRendersWithoutKubelet(t *testing.T) {
 		}},
 		Spec: corev1.PodSpec{ServiceAccountName: "web", Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 	}
-	injected, err := inject.Pod(pod, inject.NewConfig("agent-image", []string{rest.URL}, []string{agentSrv.URL}))
+	injected, err := inject.Pod(pod, inject.NewConfig("agent-image", []string{coreEnv.RESTURL}, []string{coreEnv.AgentURL}))
 	if err != nil {
 		t.Fatal(err)
 	}

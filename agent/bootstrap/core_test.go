@@ -10,9 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,10 +19,8 @@ import (
 
 	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 )
 
 // realCore is a running core with an AppRole role "web" whose tokens may
@@ -40,34 +36,9 @@ type realCore struct {
 func newRealCore(t *testing.T, certTTL time.Duration, secretIDUses int) *realCore {
 	t.Helper()
 	ctx := context.Background()
-	c, err := core.New(core.Config{
-		Backend: inmem.New(), Logger: slog.New(slog.DiscardHandler), AgentCertTTL: certTTL,
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)})
-	rest := httptest.NewServer(h)
-	t.Cleanup(rest.Close)
-	agent := httptest.NewUnstartedServer(h)
-	agent.TLS = c.AgentTLSConfig()
-	agent.StartTLS()
-	t.Cleanup(agent.Close)
-
-	root, err := client.New(client.Config{Address: rest.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	init, err := root.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.Unseal(ctx, init.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(init.RootToken)
-	rc := &realCore{t: t, root: root, restURL: rest.URL, agentURL: agent.URL}
+	env := coretest.Start(t, core.Config{AgentCertTTL: certTTL})
+	root := env.Root
+	rc := &realCore{t: t, root: root, restURL: env.RESTURL, agentURL: env.AgentURL}
 	rc.write("sys/policies/acl/app", map[string]any{"policy": "rules:\n- path: secrets/app/*\n  capabilities: [read]\n"})
 	rc.write("auth/approle/role/web", map[string]any{"token_policies": []string{"app"}, "secret_id_num_uses": secretIDUses})
 	resp, err := root.Read(ctx, "auth/approle/role/web/role-id", nil)

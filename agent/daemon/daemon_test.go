@@ -26,10 +26,8 @@ import (
 	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/agent/daemon"
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 	"github.com/secrethub/secrethub/internal/pgtest"
 )
 
@@ -44,32 +42,8 @@ type testCore struct {
 
 func newTestCore(tb testing.TB, agentCertTTL time.Duration) *testCore {
 	tb.Helper()
-	ctx := context.Background()
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}, AgentCertTTL: agentCertTTL})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	h := corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)})
-	rest := httptest.NewServer(h)
-	tb.Cleanup(rest.Close)
-	agentSrv := httptest.NewUnstartedServer(h)
-	agentSrv.TLS = c.AgentTLSConfig()
-	agentSrv.StartTLS()
-	tb.Cleanup(agentSrv.Close)
-	cl, err := client.New(client.Config{Address: rest.URL})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	init, err := cl.Init(ctx, 1, 1)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := cl.Unseal(ctx, init.Keys[0]); err != nil {
-		tb.Fatal(err)
-	}
-	cl.SetToken(init.RootToken)
-	return &testCore{root: cl, agentURL: agentSrv.URL, restURL: rest.URL, agentCore: c}
+	env := coretest.Start(tb, core.Config{AgentCertTTL: agentCertTTL})
+	return &testCore{root: env.Root, agentURL: env.AgentURL, restURL: env.RESTURL, agentCore: env.Core}
 }
 
 // identity gives an agent identity for a token with the given policy and
