@@ -157,11 +157,12 @@ func renderOnceREST(ctx context.Context, cfg *config.Config, c *client.Client, i
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	ts.SkipReloads() // the application is not running yet
 	if _, err := ts.RenderAll(ctx, daemon.RESTReader{Client: c}); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	if cfg.InitMarker != "" {
-		marker := fmt.Sprintf("rendered %d templates at %s\n", len(cfg.Templates), time.Now().UTC().Format(time.RFC3339))
+		marker := fmt.Sprintf("rendered %d templates at %s\n", ts.Count(), time.Now().UTC().Format(time.RFC3339))
 		if _, err := sink.Write(cfg.InitMarker, []byte(marker), initMarkerMode); err != nil {
 			return fmt.Errorf("agent: init marker: %w", err)
 		}

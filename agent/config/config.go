@@ -91,6 +91,12 @@ type Config struct {
 	Cache Cache `json:"cache"`
 	// Templates are rendered into files.
 	Templates []Template `json:"templates,omitempty"`
+	// TemplateSources are core paths that hold more templates, as
+	// {"templates": [...]} in this file's template format (the operator
+	// stores each AgentTemplate so). The agent reads them before its first
+	// render and follows their changes; a template there may not use
+	// source. Optional; at most 16.
+	TemplateSources []string `json:"template_sources,omitempty"`
 	// Listener serves secrets to local applications. Optional.
 	Listener Listener `json:"listener"`
 	// RevokeLeasesOnShutdown revokes the leases of the dynamic credentials
@@ -457,8 +463,13 @@ func (c *Config) FillDefaults() {
 	if c.Cache.TTL == 0 {
 		c.Cache.TTL = Duration(DefaultCacheTTL)
 	}
-	for i := range c.Templates {
-		t := &c.Templates[i]
+	fillTemplateDefaults(c.Templates)
+}
+
+// fillTemplateDefaults sets what is unset in each template to its default.
+func fillTemplateDefaults(list []Template) {
+	for i := range list {
+		t := &list[i]
 		if t.Perms == "" {
 			t.Perms = DefaultPerms
 		}

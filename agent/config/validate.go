@@ -145,58 +145,22 @@ func (c *Config) Validate() error {
 	}
 
 	// templates
-	names := map[string]int{}
-	dests := map[string]int{}
-	for i, t := range c.Templates {
-		f := fmt.Sprintf("templates[%d]", i)
-		switch {
-		case t.Name == "":
-			add(f+".name", "missing")
-		case !templateName.MatchString(t.Name):
-			add(f+".name", "%q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", truncate(t.Name, 70))
-		default:
-			if j, dup := names[t.Name]; dup {
-				add(f+".name", "%q: duplicate of templates[%d].name", t.Name, j)
-			} else {
-				names[t.Name] = i
-			}
+	seen := newTemplateSeen()
+	errs = append(errs, validateTemplates("templates", c.Templates, seen, c.InitMarker, true)...)
+	if len(c.TemplateSources) > maxTemplateSources {
+		add("template_sources", "%d sources: at most %d", len(c.TemplateSources), maxTemplateSources)
+	}
+	sources := map[string]int{}
+	for i, p := range c.TemplateSources {
+		f := fmt.Sprintf("template_sources[%d]", i)
+		if err := CheckCorePath(p); err != nil {
+			add(f, "%q: %s", truncate(p, 70), err)
+			continue
 		}
-		switch {
-		case t.Contents == "" && t.Source == "":
-			add(f, "set exactly one of contents and source (neither is set)")
-		case t.Contents != "" && t.Source != "":
-			add(f, "set exactly one of contents and source (both are set)")
-		case t.Source != "":
-			checkPath(f+".source", t.Source)
+		if j, dup := sources[p]; dup {
+			add(f, "%q: duplicate of template_sources[%d]", p, j)
 		}
-		switch {
-		case t.Destination == "":
-			add(f+".destination", "missing")
-		case !isAbs(t.Destination):
-			add(f+".destination", "%q: must be absolute", t.Destination)
-		case filepath.Clean(t.Destination) != t.Destination:
-			add(f+".destination", "%q: not clean; want %q", t.Destination, filepath.Clean(t.Destination))
-		default:
-			if j, dup := dests[t.Destination]; dup {
-				add(f+".destination", "%q: duplicate of templates[%d].destination", t.Destination, j)
-			} else {
-				dests[t.Destination] = i
-			}
-			if t.Destination == c.InitMarker {
-				add(f+".destination", "%q: same file as init_marker", t.Destination)
-			}
-		}
-		if _, err := parsePerms(t.Perms); err != nil {
-			add(f+".perms", "%s", err)
-		}
-		switch t.MissingKey {
-		case MissingKeyError, MissingKeyZero:
-		default:
-			add(f+".missing_key", "%q: want error or zero", truncate(t.MissingKey, 40))
-		}
-		if t.Reload != nil {
-			errs = append(errs, t.Reload.validate(f+".reload")...)
-		}
+		sources[p] = i
 	}
 
 	// listener
@@ -390,3 +354,96 @@ func IsLoopback(host string) bool {
 }
 
 func isAbs(p string) bool { return strings.HasPrefix(p, "/") && filepath.IsAbs(p) }
+
+// templateSeen records the template names and destinations met so far,
+// each with the field that holds it, to name both ends of a duplicate.
+type templateSeen struct {
+	names map[string]string
+	dests map[string]string
+}
+
+func newTemplateSeen() *templateSeen {
+	return &templateSeen{names: map[string]string{}, dests: map[string]string{}}
+}
+
+// validateTemplates checks list, whose fields are named prefix[i]...
+// (like "templates[1].destination"), against what seen holds and adds its
+// names and destinations to seen. allowSource permits the source field
+// (a file on the agent's host).
+func validateTemplates(prefix string, list []Template, seen *templateSeen, initMarker string, allowSource bool) []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
+	}
+	for i, t := range list {
+		f := fmt.Sprintf("%s[%d]", prefix, i)
+		switch {
+		case t.Name == "":
+			add(f+".name", "missing")
+		case !templateName.MatchString(t.Name):
+			add(f+".name", "%q: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", truncate(t.Name, 70))
+		default:
+			if other, dup := seen.names[t.Name]; dup {
+				add(f+".name", "%q: duplicate of %s", t.Name, other)
+			} else {
+				seen.names[t.Name] = f + ".name"
+			}
+		}
+		switch {
+		case !allowSource && t.Source != "":
+			add(f+".source", "not allowed here: the template text must be in contents")
+		case t.Contents == "" && t.Source == "":
+			add(f, "set exactly one of contents and source (neither is set)")
+		case t.Contents != "" && t.Source != "":
+			add(f, "set exactly one of contents and source (both are set)")
+		case t.Source != "" && !isAbs(t.Source):
+			add(f+".source", "%q: must be absolute", t.Source)
+		}
+		switch {
+		case t.Destination == "":
+			add(f+".destination", "missing")
+		case !isAbs(t.Destination):
+			add(f+".destination", "%q: must be absolute", t.Destination)
+		case filepath.Clean(t.Destination) != t.Destination:
+			add(f+".destination", "%q: not clean; want %q", t.Destination, filepath.Clean(t.Destination))
+		default:
+			if other, dup := seen.dests[t.Destination]; dup {
+				add(f+".destination", "%q: duplicate of %s", t.Destination, other)
+			} else {
+				seen.dests[t.Destination] = f + ".destination"
+			}
+			if t.Destination == initMarker {
+				add(f+".destination", "%q: same file as init_marker", t.Destination)
+			}
+		}
+		if _, err := parsePerms(t.Perms); err != nil {
+			add(f+".perms", "%s", err)
+		}
+		switch t.MissingKey {
+		case MissingKeyError, MissingKeyZero:
+		default:
+			add(f+".missing_key", "%q: want error or zero", truncate(t.MissingKey, 40))
+		}
+		if t.Reload != nil {
+			errs = append(errs, t.Reload.validate(f+".reload")...)
+		}
+	}
+	return errs
+}
+
+// CheckCorePath refuses a path that is not a plain relative API path
+// like secrets/app/db: no leading slash, no empty, "." or ".." segment,
+// no query, fragment or backslash, at most 1024 bytes. Secret paths come
+// from configuration, templates and pod annotations.
+func CheckCorePath(p string) error {
+	bad := errors.New("not a relative API path like secrets/app/db")
+	if p == "" || len(p) > 1024 || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#\\") {
+		return bad
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return bad
+		}
+	}
+	return nil
+}

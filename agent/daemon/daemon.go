@@ -136,6 +136,9 @@ func Run(ctx context.Context, opts Options) error {
 	if d.ts, err = NewTemplates(d.cfg, d.cache, d.log); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
+	if opts.Once {
+		d.ts.SkipReloads()
+	}
 	d.conn, err = conn.New(conn.Config{
 		Addresses: d.cfg.Core.AgentAddresses,
 		TLS:       d.tlsConfig,
@@ -378,9 +381,9 @@ func (d *daemon) afterRender(err error) {
 		return
 	}
 	d.allReady = true
-	d.log.Info("every template rendered", "templates", len(d.cfg.Templates))
+	d.log.Info("every template rendered", "templates", d.ts.Count())
 	if d.cfg.InitMarker != "" {
-		marker := fmt.Sprintf("rendered %d templates at %s\n", len(d.cfg.Templates), d.now().UTC().Format(time.RFC3339))
+		marker := fmt.Sprintf("rendered %d templates at %s\n", d.ts.Count(), d.now().UTC().Format(time.RFC3339))
 		if _, err := sink.Write(d.cfg.InitMarker, []byte(marker), initMarkerMode); err != nil {
 			d.log.Error("init marker", "error", err.Error())
 		}

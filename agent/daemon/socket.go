@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/agent/conn"
 	"github.com/secrethub/secrethub/agent/uds"
 )
@@ -64,7 +65,7 @@ func (s socketSource) Secret(ctx context.Context, path string) (map[string]any, 
 	if !connected {
 		return nil, false, fmt.Errorf("secret %q is not cached and the core is not connected: %w", path, uds.ErrUnavailable)
 	}
-	if err := CheckSecretPath(path); err != nil {
+	if err := config.CheckCorePath(path); err != nil {
 		return nil, false, err
 	}
 	resp, err := d.conn.Read(ctx, path)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/secrethub/secrethub/agent/cache"
@@ -54,11 +53,24 @@ type template struct {
 // It is not safe for concurrent use: the daemon calls it from one
 // goroutine.
 type Templates struct {
-	list    []*template
+	cfg     *config.Config
+	local   []*template // the configuration's own templates
+	sources []*source   // template_sources, in order
+	list    []*template // local, then each source's
 	cache   *cache.Cache
 	missing map[string]bool   // paths the core said do not exist
 	leases  map[string]*Lease // dynamic credentials by path
 	log     *slog.Logger
+	// noReload skips reload actions (-init: the application is not
+	// running yet).
+	noReload bool
+}
+
+// source is one of template_sources: a core path holding templates.
+type source struct {
+	path    string
+	applied map[string]any // the data its templates were built from; nil: none yet
+	list    []*template
 }
 
 // Lease is the lease behind a dynamic credential a template read.
@@ -83,37 +95,157 @@ func (ts *Templates) Lease(path string) (*Lease, bool) {
 // Leases returns the leased paths.
 func (ts *Templates) Leases() map[string]*Lease { return ts.leases }
 
-// NewTemplates compiles every template of cfg.
+// NewTemplates compiles every template of cfg. The templates of
+// cfg.TemplateSources are read at the first render.
 func NewTemplates(cfg *config.Config, c *cache.Cache, log *slog.Logger) (*Templates, error) {
-	ts := &Templates{cache: c, missing: map[string]bool{}, leases: map[string]*Lease{}, log: log}
+	ts := &Templates{cfg: cfg, cache: c, missing: map[string]bool{}, leases: map[string]*Lease{}, log: log}
 	for _, tc := range cfg.Templates {
-		text := tc.Contents
-		if tc.Source != "" {
-			b, err := os.ReadFile(tc.Source)
-			if err != nil {
-				return nil, fmt.Errorf("template %q: source: %w", tc.Name, err)
-			}
-			text = string(b)
-		}
-		tmpl, err := render.Compile(tc.Name, text, render.Options{MissingKey: tc.MissingKey})
+		t, err := compile(tc)
 		if err != nil {
 			return nil, err
 		}
-		t := &template{cfg: tc, tmpl: tmpl}
-		if tc.Reload != nil {
-			if t.action, err = reload.New(*tc.Reload); err != nil {
-				return nil, fmt.Errorf("template %q: %w", tc.Name, err)
-			}
-		}
-		ts.list = append(ts.list, t)
+		ts.local = append(ts.local, t)
 	}
+	for _, p := range cfg.TemplateSources {
+		ts.sources = append(ts.sources, &source{path: p})
+	}
+	ts.relist()
 	return ts, nil
+}
+
+// SkipReloads makes the templates write their files without running
+// their reload actions (for -init, before the application starts).
+func (ts *Templates) SkipReloads() { ts.noReload = true }
+
+// compile builds one template from its configuration.
+func compile(tc config.Template) (*template, error) {
+	text := tc.Contents
+	if tc.Source != "" {
+		b, err := os.ReadFile(tc.Source)
+		if err != nil {
+			return nil, fmt.Errorf("template %q: source: %w", tc.Name, err)
+		}
+		text = string(b)
+	}
+	tmpl, err := render.Compile(tc.Name, text, render.Options{MissingKey: tc.MissingKey})
+	if err != nil {
+		return nil, err
+	}
+	t := &template{cfg: tc, tmpl: tmpl}
+	if tc.Reload != nil {
+		if t.action, err = reload.New(*tc.Reload); err != nil {
+			return nil, fmt.Errorf("template %q: %w", tc.Name, err)
+		}
+	}
+	return t, nil
+}
+
+// relist rebuilds list from the local and the sourced templates.
+func (ts *Templates) relist() {
+	ts.list = append(ts.list[:0], ts.local...)
+	for _, src := range ts.sources {
+		ts.list = append(ts.list, src.list...)
+	}
+}
+
+// Count is the number of templates known so far (the sources' once
+// read).
+func (ts *Templates) Count() int { return len(ts.list) }
+
+// IsSource reports whether path is one of the template sources.
+func (ts *Templates) IsSource(path string) bool {
+	for _, src := range ts.sources {
+		if src.path == path {
+			return true
+		}
+	}
+	return false
+}
+
+// syncSources makes each source's templates match what the cache holds
+// for its path, reading through r a source the cache lacks (r nil: the
+// cache alone). A source whose data did not change keeps its templates
+// and their state; one that changed is compiled again, keeping the state
+// of every template whose configuration is the same. When a source holds
+// invalid templates, or templates that clash with others, the error names
+// the source and the field, and the templates in use stay as they were.
+func (ts *Templates) syncSources(ctx context.Context, r Reader) error {
+	if len(ts.sources) == 0 {
+		return nil
+	}
+	datas := make([]map[string]any, len(ts.sources))
+	changed := false
+	for i, src := range ts.sources {
+		data, _, _, ok := ts.cache.Get(src.path)
+		if !ok && r != nil {
+			if _, err := ts.Fetch(ctx, r, src.path); err != nil {
+				return fmt.Errorf("%s %q: %w", config.SourceField(i), src.path, err)
+			}
+			data, _, _, ok = ts.cache.Get(src.path)
+		}
+		if !ok {
+			return fmt.Errorf("%s %q: not read from the core yet", config.SourceField(i), src.path)
+		}
+		datas[i] = data
+		if src.applied == nil || !reflect.DeepEqual(src.applied, data) {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	decoded := make([][]config.Template, len(ts.sources))
+	for i, data := range datas {
+		list, err := config.DecodeTemplateSource(config.SourceField(i), data)
+		if err != nil {
+			return fmt.Errorf("template source %q: %w", ts.sources[i].path, err)
+		}
+		decoded[i] = list
+	}
+	if err := ts.cfg.CheckSourced(decoded); err != nil {
+		return fmt.Errorf("template sources: %w", err)
+	}
+	built := make([][]*template, len(ts.sources))
+	for i, list := range decoded {
+		for _, tc := range list {
+			if old := ts.sources[i].find(tc); old != nil {
+				built[i] = append(built[i], old)
+				continue
+			}
+			t, err := compile(tc)
+			if err != nil {
+				return fmt.Errorf("template source %q: %w", ts.sources[i].path, err)
+			}
+			built[i] = append(built[i], t)
+		}
+	}
+	for i, src := range ts.sources {
+		if src.applied != nil && !reflect.DeepEqual(src.applied, datas[i]) {
+			ts.log.Info("template source changed", "source", src.path, "templates", len(built[i]))
+		}
+		src.applied, src.list = datas[i], built[i]
+	}
+	ts.relist()
+	return nil
+}
+
+// find returns the source's template with exactly the configuration tc.
+func (src *source) find(tc config.Template) *template {
+	for _, t := range src.list {
+		if reflect.DeepEqual(t.cfg, tc) {
+			return t
+		}
+	}
+	return nil
 }
 
 // Paths returns every path the templates read in their last renders,
 // sorted and without duplicates.
 func (ts *Templates) Paths() []string {
 	var out []string
+	for _, src := range ts.sources {
+		out = append(out, src.path)
+	}
 	for _, t := range ts.list {
 		out = append(out, t.paths...)
 	}
@@ -142,12 +274,19 @@ type rendered struct {
 // writes each file whose content changed and runs its reload. It returns
 // the names of the files written.
 func (ts *Templates) RenderAll(ctx context.Context, r Reader) ([]string, error) {
+	if err := ts.syncSources(ctx, r); err != nil {
+		return nil, err
+	}
 	return ts.renderAndWrite(ctx, r, ts.list)
 }
 
 // RenderReading renders the templates that read path in their last
-// render, or that failed so far (they have no paths yet).
+// render, or that failed so far (they have no paths yet); a changed
+// template source brings its new templates in.
 func (ts *Templates) RenderReading(ctx context.Context, r Reader, paths ...string) ([]string, error) {
+	// A source that cannot be used holds back only its own templates: the
+	// others still follow their secrets.
+	srcErr := ts.syncSources(ctx, r)
 	var sel []*template
 	for _, t := range ts.list {
 		if t.paths == nil {
@@ -165,6 +304,9 @@ func (ts *Templates) RenderReading(ctx context.Context, r Reader, paths ...strin
 	// the files of the others.
 	var written []string
 	var errs []error
+	if srcErr != nil {
+		errs = append(errs, srcErr)
+	}
 	for _, t := range sel {
 		w, err := ts.renderAndWrite(ctx, r, []*template{t})
 		written = append(written, w...)
@@ -192,6 +334,10 @@ func (ts *Templates) renderAndWrite(ctx context.Context, r Reader, list []*templ
 		if o.t.paths == nil {
 			o.t.paths = []string{}
 		}
+		// A reload tells the application that a file it may have read
+		// changed: not when the file is new.
+		_, statErr := os.Lstat(o.t.cfg.Destination)
+		existed := statErr == nil
 		changed, err := sink.Write(o.t.cfg.Destination, o.out, o.t.cfg.Mode())
 		if err != nil {
 			return written, fmt.Errorf("template %q: %w", o.t.cfg.Name, err)
@@ -201,7 +347,7 @@ func (ts *Templates) renderAndWrite(ctx context.Context, r Reader, list []*templ
 		}
 		written = append(written, o.t.cfg.Destination)
 		ts.log.Info("template rendered", "template", o.t.cfg.Name, "destination", o.t.cfg.Destination)
-		if o.t.action != nil {
+		if o.t.action != nil && existed && !ts.noReload {
 			if err := o.t.action.Run(ctx); err != nil {
 				return written, fmt.Errorf("template %q: reload: %w", o.t.cfg.Name, err)
 			}
@@ -254,7 +400,7 @@ func (ts *Templates) render(ctx context.Context, r Reader, t *template) ([]byte,
 // the cache and remembered as missing; the error then wraps
 // client.ErrNotFound.
 func (ts *Templates) Fetch(ctx context.Context, r Reader, path string) (changed bool, err error) {
-	if err := CheckSecretPath(path); err != nil {
+	if err := config.CheckCorePath(path); err != nil {
 		return false, fmt.Errorf("secret %q: %w", path, err)
 	}
 	resp, err := r.Read(ctx, path)
@@ -285,24 +431,14 @@ func (ts *Templates) Fetch(ctx context.Context, r Reader, path string) (changed 
 	return !had || !reflect.DeepEqual(old, data), nil
 }
 
-// CheckSecretPath refuses paths that are not a plain relative API path:
-// templates come from configuration and pod annotations.
-func CheckSecretPath(p string) error {
-	bad := errors.New("not a relative API path like secrets/app/db")
-	if p == "" || len(p) > 1024 || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#\\") {
-		return bad
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return bad
-		}
-	}
-	return nil
-}
-
 // AllRendered reports whether every template has rendered successfully
 // at least once.
 func (ts *Templates) AllRendered() bool {
+	for _, src := range ts.sources {
+		if src.applied == nil {
+			return false
+		}
+	}
 	for _, t := range ts.list {
 		if t.paths == nil {
 			return false
