@@ -11,6 +11,7 @@ package cache
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -62,9 +63,10 @@ type Cache struct {
 	now  func() time.Time
 	rand io.Reader
 
-	mu    sync.Mutex // guards lru and stats
+	mu    sync.Mutex // guards lru, stats and extra
 	lru   *simplelru.LRU[string, entry]
 	stats Stats
+	extra map[string]json.RawMessage // SetExtra
 }
 
 var _ render.Fetcher = (*Cache)(nil)

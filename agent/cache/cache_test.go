@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -305,6 +306,41 @@ func TestSaveLoad(t *testing.T) {
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode after resave = %v", fi.Mode().Perm())
+	}
+}
+
+// TestExtraSavedWithEntries: documents kept with SetExtra are saved and
+// loaded in the same file as the entries, sealed like them.
+func TestExtraSavedWithEntries(t *testing.T) {
+	clk := newClock()
+	src := filled(clk)
+	src.SetExtra("leases", json.RawMessage(`{"database/creds/app":{"id":"lease-s3cr3t"}}`))
+	src.SetExtra("gone", json.RawMessage(`1`))
+	src.SetExtra("gone", nil)
+	key := testKey(t)
+	path := filepath.Join(t.TempDir(), "cache.bin")
+	if err := src.Save(path, key); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := os.ReadFile(path); bytes.Contains(raw, []byte("lease-s3cr3t")) {
+		t.Error("file holds the extra document in plaintext")
+	}
+	dst := cache.New(cache.Options{MaxEntries: 10, TTL: time.Minute, Now: clk.Now})
+	if _, ok := dst.Extra("leases"); ok {
+		t.Fatal("a new cache has an extra document")
+	}
+	if err := dst.Load(path, key); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := dst.Extra("leases")
+	if !ok || string(got) != `{"database/creds/app":{"id":"lease-s3cr3t"}}` {
+		t.Errorf("Extra(leases) = %s, %v", got, ok)
+	}
+	if _, ok := dst.Extra("gone"); ok {
+		t.Error("a removed extra document was saved")
+	}
+	if len(dst.Paths()) != len(src.Paths()) {
+		t.Errorf("entries = %q, want %q", dst.Paths(), src.Paths())
 	}
 }
 

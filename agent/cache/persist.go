@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -51,6 +53,8 @@ type fileEntry struct {
 type fileDoc struct {
 	// Entries run from least to most recently used.
 	Entries []fileEntry `json:"entries"`
+	// Extra are the owner's documents (SetExtra), saved with the entries.
+	Extra map[string]json.RawMessage `json:"extra,omitempty"`
 }
 
 // DeriveKey derives the cache file key from the agent's private key (its DER
@@ -99,6 +103,9 @@ func (c *Cache) Save(path string, key []byte) error {
 	for _, k := range c.lru.Keys() { // oldest first
 		e, _ := c.lru.Peek(k)
 		doc.Entries = append(doc.Entries, fileEntry{Path: k, FetchedAt: e.fetchedAt, Data: e.data})
+	}
+	if len(c.extra) > 0 {
+		doc.Extra = maps.Clone(c.extra)
 	}
 	c.mu.Unlock()
 	plain, err := json.Marshal(doc)
@@ -198,6 +205,12 @@ func (c *Cache) Load(path string, key []byte) error {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for name, raw := range doc.Extra {
+		if c.extra == nil {
+			c.extra = map[string]json.RawMessage{}
+		}
+		c.extra[name] = raw
+	}
 	for _, e := range doc.Entries {
 		if cur, ok := c.lru.Peek(e.Path); ok && !cur.fetchedAt.Before(e.FetchedAt) {
 			continue
@@ -207,4 +220,29 @@ func (c *Cache) Load(path string, key []byte) error {
 		}
 	}
 	return nil
+}
+
+// SetExtra keeps doc under name, to be saved and loaded with the entries:
+// state that must stay consistent with them (the agent keeps the leases
+// behind its dynamic credentials so) is written in the same atomic file.
+// A nil doc removes name.
+func (c *Cache) SetExtra(name string, doc json.RawMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if doc == nil {
+		delete(c.extra, name)
+		return
+	}
+	if c.extra == nil {
+		c.extra = map[string]json.RawMessage{}
+	}
+	c.extra[name] = slices.Clone(doc)
+}
+
+// Extra returns the document kept under name (set, or loaded from a file).
+func (c *Cache) Extra(name string) (json.RawMessage, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	doc, ok := c.extra[name]
+	return slices.Clone(doc), ok
 }

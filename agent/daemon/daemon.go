@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,6 +140,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Once {
 		d.ts.SkipReloads()
 	}
+	d.loadLeases()
 	d.conn, err = conn.New(conn.Config{
 		Addresses: d.cfg.Core.AgentAddresses,
 		TLS:       d.tlsConfig,
@@ -491,14 +493,47 @@ func (d *daemon) loadCache() {
 	}
 }
 
-// saveCache persists the cache, if asked to.
+// leasesExtra names the leases in the persisted cache.
+const leasesExtra = "leases"
+
+// loadLeases takes the leases saved with the persisted cache: the
+// credentials an earlier run of the agent (the pod's -init container)
+// rendered are renewed, not read again, so a pod holds one lease per
+// credential.
+func (d *daemon) loadLeases() {
+	raw, ok := d.cache.Extra(leasesExtra)
+	if !ok {
+		return
+	}
+	var leases map[string]*Lease
+	if err := json.Unmarshal(raw, &leases); err != nil {
+		d.log.Warn("persisted leases not loaded", "error", "undecodable")
+		return
+	}
+	for p, l := range leases {
+		if _, _, _, cached := d.cache.Get(p); cached && l != nil && l.ID != "" {
+			d.ts.leases[p] = l
+		}
+	}
+	if len(d.ts.leases) > 0 {
+		d.log.Info("loaded the leases of persisted credentials", "leases", len(d.ts.leases))
+	}
+}
+
+// saveCache persists the cache, with the leases, if asked to.
 func (d *daemon) saveCache() {
 	d.dirty = false
 	path := d.cachePath()
 	if path == "" {
 		return
 	}
+	if raw, err := json.Marshal(d.ts.Leases()); err == nil {
+		d.cache.SetExtra(leasesExtra, raw)
+	}
 	key, err := d.cacheKey()
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(path), 0o700)
+	}
 	if err == nil {
 		err = d.cache.Save(path, key)
 	}
@@ -532,6 +567,7 @@ func (d *daemon) renewLeases(ctx context.Context) {
 		switch {
 		case err == nil:
 			l.TTL, l.Renewable, l.Obtained = ttl, renewable, now
+			d.dirty = true
 			if ttl < l.Issued {
 				// Capped by the lease's maximum: the next due time
 				// fetches a new credential before this one ends.

@@ -217,14 +217,18 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 // database engine: the agent renews its lease at two thirds of the TTL and,
 // when renewal is capped by the lease's max TTL, fetches a new credential,
 // renders it and reloads — before the old one ends.
-func TestDynamicCredentialLease(t *testing.T) {
+// databaseCore is a core with a database engine on a fresh PostgreSQL
+// database, its role agentapp issuing credentials with the given TTLs, and
+// a superuser connection to that database.
+func databaseCore(t *testing.T, defaultTTL, maxTTL string) (*testCore, *pgx.Conn) {
+	t.Helper()
 	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(t)
 	super, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer super.Close(ctx)
+	t.Cleanup(func() { super.Close(context.Background()) })
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
 	admin := fmt.Sprintf("sh_agent_admin_%x", suffix)
@@ -259,12 +263,18 @@ func TestDynamicCredentialLease(t *testing.T) {
 			"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s%s?%s", u.Host, u.Path, u.RawQuery),
 			"username":       admin, "password": "agent-admin-pw", "allowed_roles": "agentapp",
 		}},
-		{"database/roles/agentapp", map[string]any{"db_name": "pg", "default_ttl": "3s", "max_ttl": "7s"}},
+		{"database/roles/agentapp", map[string]any{"db_name": "pg", "default_ttl": defaultTTL, "max_ttl": maxTTL}},
 	} {
 		if _, err := root.Write(ctx, w.path, w.data); err != nil {
 			t.Fatalf("write %s: %v", w.path, err)
 		}
 	}
+	return tc, super
+}
+
+func TestDynamicCredentialLease(t *testing.T) {
+	ctx := context.Background()
+	tc, super := databaseCore(t, "3s", "7s")
 	id := tc.identity(t, "rules:\n- path: database/creds/agentapp\n  capabilities: [read]\n", "1h")
 
 	dir := t.TempDir()
