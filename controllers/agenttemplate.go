@@ -19,12 +19,12 @@ import (
 
 // AgentTemplatePrefix is the KV path below which the operator stores
 // AgentTemplates: <AgentTemplatePrefix>/<namespace>/<name>.
-const AgentTemplatePrefix = "secrets/secrethub/agent-templates"
+const AgentTemplatePrefix = v1alpha1.AgentTemplateCorePrefix
 
 // AgentTemplatePath is the core KV path of the AgentTemplate name in
 // namespace. The sidecar injector reads the templates there.
 func AgentTemplatePath(namespace, name string) string {
-	return AgentTemplatePrefix + "/" + namespace + "/" + name
+	return v1alpha1.AgentTemplateCorePath(namespace, name)
 }
 
 // StoredAgentTemplate is what the operator stores at AgentTemplatePath:

@@ -68,7 +68,14 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err := h.decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 	}
+	// A pod created in a namespace may come without metadata.namespace;
+	// the request's is authoritative (AgentTemplates are resolved in it).
+	ns := pod.Namespace
+	pod.Namespace = req.Namespace
 	out, err := inject.Pod(pod, h.cfg)
+	if err == nil && out != pod {
+		out.Namespace = ns // the patch leaves metadata as it came
+	}
 	var ae *inject.AnnotationError
 	switch {
 	case errors.As(err, &ae):

@@ -133,7 +133,9 @@ func TestHandle(t *testing.T) {
 		"bad inject":          {cfg: testConfig(), pod: pod("team", map[string]string{inject.AnnotationInject: "maybe"}), deniedKey: inject.AnnotationInject},
 		"no role":             {cfg: testConfig(), pod: pod("team", map[string]string{inject.AnnotationInject: "true"}), deniedKey: inject.AnnotationRole},
 		"bad mode":            {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationMode: "x"})), deniedKey: inject.AnnotationMode},
-		"agent-template":      {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationAgentTemplate: "web"})), deniedKey: inject.AnnotationAgentTemplate},
+		"agent-template": {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationAgentTemplate: "web"})), patched: true,
+			inits: []string{inject.AgentContainer}, containers: []string{"app"}},
+		"bad agent-template":  {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationAgentTemplate: "../web"})), deniedKey: inject.AnnotationAgentTemplate},
 		"bad secret":          {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationSecretPrefix + "x": "/abs"})), deniedKey: inject.AnnotationSecretPrefix + "x"},
 		"bad template":        {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationTemplatePrefix + "db": "{{"})), deniedKey: inject.AnnotationTemplatePrefix + "db"},
 		"bad reload":          {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationReloadPrefix + "db": "x"})), deniedKey: inject.AnnotationReloadPrefix + "db"},
@@ -189,6 +191,38 @@ func TestHandle(t *testing.T) {
 				t.Errorf("second call: allowed %v patches %v", again.Allowed, again.Patches)
 			}
 		})
+	}
+}
+
+// TestHandleAgentTemplateNamespace: a pod created without
+// metadata.namespace gets the AgentTemplates of the request's namespace,
+// and the patch leaves its metadata alone.
+func TestHandleAgentTemplateNamespace(t *testing.T) {
+	p := pod("", with(map[string]string{inject.AnnotationAgentTemplate: "web"}))
+	req := request(t, admissionv1.Create, p)
+	req.Namespace = "team"
+	resp := newHandler(t, testConfig()).Handle(context.Background(), req)
+	if !resp.Allowed {
+		t.Fatalf("denied: %+v", resp.Result)
+	}
+	got := applied(t, req, resp)
+	if got.Namespace != "" {
+		t.Errorf("patch set metadata.namespace %q", got.Namespace)
+	}
+	var raw string
+	for _, e := range got.Spec.InitContainers[0].Env {
+		if e.Name == inject.EnvAgentConfig {
+			raw = e.Value
+		}
+	}
+	var ac struct {
+		TemplateSources []string `json:"template_sources"`
+	}
+	if err := json.Unmarshal([]byte(raw), &ac); err != nil {
+		t.Fatalf("agent config: %v", err)
+	}
+	if want := []string{"secrets/secrethub/agent-templates/team/web"}; !slices.Equal(ac.TemplateSources, want) {
+		t.Errorf("template_sources = %q, want %q", ac.TemplateSources, want)
 	}
 }
 

@@ -4,6 +4,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// AgentTemplateCorePrefix is the core KV path below which the operator
+// stores AgentTemplates, one per <namespace>/<name>; the sidecar injector
+// points injected agents there (agent config template_sources).
+const AgentTemplateCorePrefix = "secrets/secrethub/agent-templates"
+
+// AgentTemplateCorePath is the core KV path of the AgentTemplate name in
+// namespace.
+func AgentTemplateCorePath(namespace, name string) string {
+	return AgentTemplateCorePrefix + "/" + namespace + "/" + name
+}
+
 // AgentTemplateSpec is a set of agent templates (agent/config.Template)
 // that the operator stores in the core, and that the injector gives to the
 // agents of pods naming this AgentTemplate.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/agent/render"
@@ -40,10 +42,11 @@ const (
 	// /secrethub/secrets/<name> changed: "signal:<SIGNAL>:<pid file>",
 	// "command:<argv separated by spaces>" or "http:<loopback URL>".
 	AnnotationReloadPrefix = Prefix + "reload-"
-	// AnnotationAgentTemplate names an AgentTemplate whose templates the
-	// agent should fetch from the core at start. Reserved: the agent
-	// cannot fetch templates yet, so a pod carrying it is refused rather
-	// than started without them.
+	// AnnotationAgentTemplate names AgentTemplates of the pod's namespace,
+	// comma-separated (at most maxAgentTemplates): the agent reads their
+	// templates from the core, where the operator stores them, before its
+	// first render and follows their changes. The agent's role needs read
+	// on secrets/secrethub/agent-templates/<namespace>/<name>.
 	AnnotationAgentTemplate = Prefix + "agent-template"
 	// AnnotationMode is "sidecar" (default: the agent keeps the files up
 	// to date) or "init-only" (rendered once before the app starts).
@@ -75,6 +78,9 @@ const (
 	reloadCommand = "command:"
 	reloadHTTP    = "http:"
 )
+
+// maxAgentTemplates bounds the AgentTemplates one pod names.
+const maxAgentTemplates = 8
 
 // maxTemplateBytes bounds a template-<name> annotation (all annotations of
 // an object together are limited to 256 KiB by the API server anyway).
@@ -115,6 +121,12 @@ type Spec struct {
 	Mode string
 	// Secrets are the secret-<name> entries, sorted by name.
 	Secrets []SecretSpec
+	// AgentTemplates are the AgentTemplate names of agent-template, in
+	// the pod's namespace.
+	AgentTemplates []string
+	// Namespace is the pod's namespace (set by Pod, not by the
+	// annotations).
+	Namespace string
 	// Resources are the resource overrides, by annotation key.
 	Resources map[string]resource.Quantity
 }
@@ -172,8 +184,12 @@ func ParseAnnotations(ann map[string]string) (*Spec, error) {
 			return nil, annErr(AnnotationMode, "%q: want %s or %s", short(m), ModeSidecar, ModeInitOnly)
 		}
 	}
-	if _, ok := ann[AnnotationAgentTemplate]; ok {
-		return nil, annErr(AnnotationAgentTemplate, "not supported yet: the agent cannot fetch an AgentTemplate from the core; use secret-<name> and template-<name>")
+	if v, ok := ann[AnnotationAgentTemplate]; ok {
+		names, err := parseAgentTemplates(v)
+		if err != nil {
+			return nil, err
+		}
+		s.AgentTemplates = names
 	}
 
 	for _, key := range []string{AnnotationRequestsCPU, AnnotationRequestsMemory, AnnotationLimitsCPU, AnnotationLimitsMemory} {
@@ -256,6 +272,26 @@ func ParseAnnotations(ann map[string]string) (*Spec, error) {
 		}
 	}
 	return s, nil
+}
+
+// parseAgentTemplates reads the agent-template value: AgentTemplate names
+// (Kubernetes object names), comma-separated, without duplicates.
+func parseAgentTemplates(v string) ([]string, error) {
+	var names []string
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
+			return nil, annErr(AnnotationAgentTemplate, "%q: want AgentTemplate names of the pod's namespace, comma-separated: %s", short(n), errs[0])
+		}
+		if slices.Contains(names, n) {
+			return nil, annErr(AnnotationAgentTemplate, "%q: named twice", n)
+		}
+		names = append(names, n)
+	}
+	if len(names) > maxAgentTemplates {
+		return nil, annErr(AnnotationAgentTemplate, "%d AgentTemplates: at most %d", len(names), maxAgentTemplates)
+	}
+	return names, nil
 }
 
 // companion returns the secret-<name> that template-<name> or

@@ -10,9 +10,10 @@
 //     mounted read-only at /secrethub in every app container and init
 //     container, read-write in the agent; files at /secrethub/secrets/<name>;
 //   - volume "secrethub-agent-state" (emptyDir, Memory) at
-//     /var/lib/secrethub-agent in the agent only: its key and certificate,
-//     so an init container hands its login to the sidecar (one login per
-//     pod);
+//     /var/lib/secrethub-agent in the agent only: its key and certificate
+//     and its encrypted cache with the leases of dynamic credentials, so
+//     an init container hands its login and its leases to the sidecar
+//     (one login and one set of leases per pod);
 //   - volume "secrethub-token": a projected service account token with
 //     audience Config.Audience at /var/run/secrets/tokens/secrethub;
 //   - the agent, configured by the env var SECRETHUB_AGENT_CONFIG (run as
@@ -34,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/secrethub/secrethub/agent/config"
+	"github.com/secrethub/secrethub/api/v1alpha1"
 )
 
 // Names and paths in the injected pod.
@@ -208,6 +210,12 @@ func Pod(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 			return nil, annErr(AnnotationInject, "the pod already has a volume named %q", v.Name)
 		}
 	}
+	if len(spec.AgentTemplates) > 0 {
+		if pod.Namespace == "" {
+			return nil, errors.New("inject: the pod's namespace is unknown: AgentTemplates are resolved in it")
+		}
+		spec.Namespace = pod.Namespace
+	}
 	agentYAML, err := AgentConfig(spec, cfg)
 	if err != nil {
 		return nil, err
@@ -294,7 +302,12 @@ func AgentConfig(spec *Spec, cfg Config) ([]byte, error) {
 			TokenFile: TokenFile,
 			Mount:     mount,
 		},
-		StateDir:   StateDir,
+		StateDir: StateDir,
+		// The init phase saves what it read, with the leases of dynamic
+		// credentials, in the private state volume; the sidecar starts
+		// from there and renews those leases instead of reading again
+		// (one set of leases per pod).
+		Cache:      config.Cache{Persist: true},
 		InitMarker: InitMarker,
 	}
 	if spec.Mode == ModeInitOnly {
@@ -310,6 +323,9 @@ func AgentConfig(spec *Spec, cfg Config) ([]byte, error) {
 			t.Reload = s.Reload
 		}
 		ac.Templates = append(ac.Templates, t)
+	}
+	for _, name := range spec.AgentTemplates {
+		ac.TemplateSources = append(ac.TemplateSources, v1alpha1.AgentTemplateCorePath(spec.Namespace, name))
 	}
 	check := ac
 	check.Templates = slices.Clone(ac.Templates)

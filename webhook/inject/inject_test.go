@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,8 +157,8 @@ func TestPodLayouts(t *testing.T) {
 					if ac.Auth.Method != config.AuthKubernetes || ac.Auth.Role != "app" || ac.Auth.TokenFile != TokenFile || ac.Auth.Mount != "kubernetes" {
 						t.Errorf("agent auth = %+v", ac.Auth)
 					}
-					if ac.InitMarker != InitMarker || ac.StateDir != StateDir {
-						t.Errorf("agent init_marker %q state_dir %q", ac.InitMarker, ac.StateDir)
+					if ac.InitMarker != InitMarker || ac.StateDir != StateDir || !ac.Cache.Persist {
+						t.Errorf("agent init_marker %q state_dir %q cache.persist %v", ac.InitMarker, ac.StateDir, ac.Cache.Persist)
 					}
 					if (len(ac.Core.AgentAddresses) > 0) != tc.agentAddrs {
 						t.Errorf("agent_addresses = %q", ac.Core.AgentAddresses)
@@ -302,6 +303,26 @@ func TestPodAnnotations(t *testing.T) {
 				}
 			},
 		},
+		"agent templates": {
+			ann: base(map[string]string{AnnotationAgentTemplate: "web, metrics.v2"}),
+			check: func(t *testing.T, _ *corev1.Pod, ac *config.Config) {
+				want := []string{"secrets/secrethub/agent-templates/team/web", "secrets/secrethub/agent-templates/team/metrics.v2"}
+				if !slices.Equal(ac.TemplateSources, want) {
+					t.Errorf("template_sources = %q, want %q", ac.TemplateSources, want)
+				}
+				if len(ac.Templates) != 1 {
+					t.Errorf("templates = %+v, want the secret-db one", ac.Templates)
+				}
+			},
+		},
+		"agent template alone": {
+			ann: map[string]string{AnnotationInject: "true", AnnotationRole: "app", AnnotationAgentTemplate: "web", AnnotationMode: ModeInitOnly},
+			check: func(t *testing.T, _ *corev1.Pod, ac *config.Config) {
+				if len(ac.Templates) != 0 || len(ac.TemplateSources) != 1 {
+					t.Errorf("templates = %+v, sources = %q", ac.Templates, ac.TemplateSources)
+				}
+			},
+		},
 		"reload dropped in init-only": {
 			ann: base(map[string]string{AnnotationMode: ModeInitOnly, AnnotationReloadPrefix + "db": "signal:HUP:/secrethub/app.pid"}),
 			check: func(t *testing.T, p *corev1.Pod, ac *config.Config) {
@@ -368,7 +389,12 @@ func TestPodInvalid(t *testing.T) {
 		"role missing":            {base(map[string]string{AnnotationRole: "\x00"}), AnnotationRole},
 		"role invalid":            {base(map[string]string{AnnotationRole: "a b"}), AnnotationRole},
 		"mode":                    {base(map[string]string{AnnotationMode: "daemon"}), AnnotationMode},
-		"agent-template":          {base(map[string]string{AnnotationAgentTemplate: "web"}), AnnotationAgentTemplate},
+		"agent-template name":     {base(map[string]string{AnnotationAgentTemplate: "Web_1"}), AnnotationAgentTemplate},
+		"agent-template path":     {base(map[string]string{AnnotationAgentTemplate: "other/web"}), AnnotationAgentTemplate},
+		"agent-template empty":    {base(map[string]string{AnnotationAgentTemplate: ""}), AnnotationAgentTemplate},
+		"agent-template trailing": {base(map[string]string{AnnotationAgentTemplate: "web,"}), AnnotationAgentTemplate},
+		"agent-template twice":    {base(map[string]string{AnnotationAgentTemplate: "web, web"}), AnnotationAgentTemplate},
+		"agent-template too many": {base(map[string]string{AnnotationAgentTemplate: "a,b,c,d,e,f,g,h,i"}), AnnotationAgentTemplate},
 		"secret path absolute":    {base(map[string]string{AnnotationSecretPrefix + "db": "/secrets/x"}), AnnotationSecretPrefix + "db"},
 		"secret path dotdot":      {base(map[string]string{AnnotationSecretPrefix + "db": "secrets/../sys"}), AnnotationSecretPrefix + "db"},
 		"secret path quote":       {base(map[string]string{AnnotationSecretPrefix + "db": `secrets/x") }}{{ ("`}), AnnotationSecretPrefix + "db"},
