@@ -307,6 +307,12 @@ spec:
   postgresql: {}
   defaultTTL: one hour
 `},
+	{"mount below secrets/", "spec.mount", "spec.mount must not be secrets or below it", `
+apiVersion: secrethub.io/v1alpha1
+kind: DynamicRole
+metadata: {name: kv-mount}
+spec: {engine: postgresql, mount: secrets/dynamic, connection: {secretRef: {name: db}}, postgresql: {}}
+`},
 	{"connection without secret name", "spec.connection.secretRef.name", "Required value", `
 apiVersion: secrethub.io/v1alpha1
 kind: DynamicRole

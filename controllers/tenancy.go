@@ -17,9 +17,14 @@ var DefaultAdminNamespaces = []string{"secrethub-system"}
 // core's administration. An allow rule of a namespace outside
 // adminNamespaces must stay below one of
 //
-//   - secrets/<ns>/ (the namespace's own KV secrets),
+//   - secrets/<ns>/ (the namespace's own KV secrets), except for a
+//     namespace named secrethub: secrets/secrethub/ is the operator's
+//     (every namespace's AgentTemplates, whose reload commands the agents
+//     run);
 //   - secrets/secrethub/agent-templates/<ns>/ (its AgentTemplates),
-//   - <mount>/k8s/<ns>/ (the engines of its DynamicRoles),
+//   - <mount>/k8s/<ns>/ (the engines of its DynamicRoles), with <mount>
+//     outside secrets/: there, secrets/k8s/ or secrets/<x>/k8s/ belongs to
+//     the namespace named k8s or <x>, and DynamicRoles may not mount there;
 //
 // with no wildcard before that prefix and no "." or ".." segment, and may
 // not grant sudo. Deny rules only take away, so they are free.
@@ -43,6 +48,10 @@ func checkTenantRules(ns string, adminNamespaces []string, spec v1alpha1.SecretP
 	return nil
 }
 
+// operatorKVSegment is the KV segment below secrets/ that the operator
+// keeps for itself (AgentTemplatePrefix).
+const operatorKVSegment = "secrethub"
+
 // tenantPath reports whether path stays inside namespace ns's part of the
 // core.
 func tenantPath(ns, path string) bool {
@@ -63,10 +72,12 @@ func tenantPath(ns, path string) bool {
 		return true
 	}
 	switch {
-	case len(segs) > 2 && segs[0] == "secrets" && segs[1] == ns && literal(2):
+	case len(segs) > 2 && segs[0] == "secrets" && segs[1] == ns && ns != operatorKVSegment && literal(2):
 		return true
-	case len(segs) > 4 && segs[0] == "secrets" && segs[1] == "secrethub" && segs[2] == "agent-templates" && segs[3] == ns && literal(4):
+	case len(segs) > 4 && segs[0] == "secrets" && segs[1] == operatorKVSegment && segs[2] == "agent-templates" && segs[3] == ns && literal(4):
 		return true
+	case segs[0] == "secrets":
+		return false
 	}
 	for i := 1; i+2 < len(segs); i++ {
 		if segs[i] == "k8s" && segs[i+1] == ns && literal(i+2) {

@@ -43,9 +43,12 @@ type DynamicRoleSpec struct {
 	// means the engine's usual path (database, redis or aws, see
 	// DefaultMount). The operator mounts an engine for this role alone
 	// below it, at <mount>/k8s/<namespace>/<name> (docs/operator.md).
-	// Immutable.
+	// Not below secrets/: there, paths belong to the namespaces by name
+	// (secrets/<namespace>/), and a namespace named like a segment of the
+	// mount could grant itself every namespace's credentials. Immutable.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self != 'secrets' && !self.startsWith('secrets/')",message="spec.mount must not be secrets or below it: the KV paths there belong to namespaces"
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(/[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$`
 	Mount string `json:"mount,omitempty"`
 
