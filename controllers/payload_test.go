@@ -3,8 +3,6 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -14,44 +12,15 @@ import (
 	"github.com/secrethub/secrethub/api/v1alpha1"
 	"github.com/secrethub/secrethub/controllers"
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
-	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 )
-
-// newCore starts an initialized, unsealed core and returns a root client.
-func newCore(t *testing.T) *client.Client {
-	t.Helper()
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)}))
-	t.Cleanup(srv.Close)
-	cl, err := client.New(client.Config{Address: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	init, err := cl.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.Unseal(ctx, init.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	cl.SetToken(init.RootToken)
-	return cl
-}
 
 // TestPayloadsTheCoreAccepts writes what the reconcilers render for each
 // kind to a real core, so that a field the core would refuse shows here
 // without a Kubernetes API server.
 func TestPayloadsTheCoreAccepts(t *testing.T) {
 	ctx := context.Background()
-	cl := newCore(t)
+	cl := coretest.Start(t, core.Config{}).Root
 	hour := &metav1.Duration{Duration: time.Hour}
 
 	t.Run("policy", func(t *testing.T) {

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +24,8 @@ import (
 	"github.com/secrethub/secrethub/api/v1alpha1"
 	"github.com/secrethub/secrethub/controllers"
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 	"github.com/secrethub/secrethub/internal/kubetest"
 	"github.com/secrethub/secrethub/internal/operator"
 )
@@ -64,30 +60,11 @@ func newSuite(t *testing.T) *suite {
 	}
 	s := &suite{t: t, cfg: cfg, kube: kubetest.Client(t, cfg, scheme)}
 
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)}))
-	t.Cleanup(srv.Close)
-	s.coreURL = srv.URL
-	if s.core, err = client.New(client.Config{Address: srv.URL}); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	init, err := s.core.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatalf("init the core: %v", err)
-	}
-	s.unseal = init.Keys[0]
-	if _, err := s.core.Unseal(ctx, s.unseal); err != nil {
-		t.Fatalf("unseal the core: %v", err)
-	}
-	s.core.SetToken(init.RootToken)
+	env := coretest.Start(t, core.Config{})
+	s.core, s.coreURL, s.unseal = env.Root, env.RESTURL, env.UnsealKey
 
 	// The operator's own client, built as `secrethub operator` builds it.
-	opCore, _, err := operator.CoreClient(operator.Options{CoreAddress: srv.URL, Token: init.RootToken})
+	opCore, _, err := operator.CoreClient(operator.Options{CoreAddress: env.RESTURL, Token: env.RootToken})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,17 +10,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/secrethub/secrethub/agent/conn"
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 )
 
 // TestAgainstRealCore runs a Conn against the real core in-process (its
@@ -29,31 +25,8 @@ import (
 // and a revoked token reported through OnUnauthorized.
 func TestAgainstRealCore(t *testing.T) {
 	ctx := context.Background()
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)})
-	rest := httptest.NewServer(h)
-	t.Cleanup(rest.Close)
-	agentSrv := httptest.NewUnstartedServer(h)
-	agentSrv.TLS = c.AgentTLSConfig()
-	agentSrv.StartTLS()
-	t.Cleanup(agentSrv.Close)
-
-	cl, err := client.New(client.Config{Address: rest.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	init, err := cl.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.Unseal(ctx, init.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	cl.SetToken(init.RootToken)
+	env := coretest.Start(t, core.Config{})
+	cl := env.Root
 	if _, err := cl.Write(ctx, "sys/policies/acl/app", map[string]any{"policy": "rules:\n- path: secrets/app/*\n  capabilities: [read]\n"}); err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +54,12 @@ func TestAgainstRealCore(t *testing.T) {
 	certBlock, _ := pem.Decode([]byte(certResp.Data["certificate"].(string)))
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(certResp.Data["issuing_ca"].(string)))
-	cl.SetToken(init.RootToken)
+	cl.SetToken(env.RootToken)
 
 	changes := make(chan string, 8)
 	unauthorized := make(chan struct{}, 8)
 	ac, err := conn.New(conn.Config{
-		Addresses: []string{agentSrv.URL},
+		Addresses: []string{env.AgentURL},
 		TLS: func() (*tls.Config, error) {
 			return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{{Certificate: [][]byte{certBlock.Bytes}, PrivateKey: key}}}, nil
 		},

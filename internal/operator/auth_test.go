@@ -3,9 +3,7 @@ package operator
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,38 +12,9 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 )
-
-// newCore starts an initialized, unsealed core; it returns its address
-// and a root client.
-func newCore(t *testing.T) (string, *client.Client) {
-	t.Helper()
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)}))
-	t.Cleanup(srv.Close)
-	root, err := client.New(client.Config{Address: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	init, err := root.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.Unseal(ctx, init.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(init.RootToken)
-	return srv.URL, root
-}
 
 // TestAuthenticatorRelogin: the operator's token is replaced when it is
 // due, and once after a 403 (the request is sent again, body included);
@@ -55,7 +24,8 @@ func newCore(t *testing.T) (string, *client.Client) {
 // (which needs an API server to review the token).
 func TestAuthenticatorRelogin(t *testing.T) {
 	ctx := context.Background()
-	addr, root := newCore(t)
+	env := coretest.Start(t, core.Config{})
+	addr, root := env.RESTURL, env.Root
 	if _, err := root.Write(ctx, "sys/policies/acl/op", map[string]any{"policy": `{"rules":[{"path":"secrets/**","capabilities":["create","read","update"]}]}`}); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +112,7 @@ func TestAuthenticatorRelogin(t *testing.T) {
 }
 
 func TestServiceAccountLoginErrors(t *testing.T) {
-	addr, _ := newCore(t)
+	addr := coretest.Start(t, core.Config{}).RESTURL
 	base, err := client.New(client.Config{Address: addr})
 	if err != nil {
 		t.Fatal(err)
