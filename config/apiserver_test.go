@@ -420,6 +420,12 @@ kind: SecretBinding
 metadata: {name: bad-sa}
 spec: {serviceAccounts: ["system:serviceaccount:other:app"], policies: [p]}
 `},
+	{"binding with a ? glob the core would refuse", "spec.serviceAccounts[0]", "should match", `
+apiVersion: secrethub.io/v1alpha1
+kind: SecretBinding
+metadata: {name: question}
+spec: {serviceAccounts: ["app-?"], policies: [p]}
+`},
 	{"binding token TTLs", "spec.tokenMaxTTL", "spec.tokenMaxTTL must be at least spec.tokenTTL", `
 apiVersion: secrethub.io/v1alpha1
 kind: SecretBinding

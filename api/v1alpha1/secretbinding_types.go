@@ -18,13 +18,14 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.tokenTTL) || !has(self.tokenMaxTTL) || duration(self.tokenMaxTTL) >= duration(self.tokenTTL)",message="spec.tokenMaxTTL must be at least spec.tokenTTL",fieldPath=".tokenMaxTTL"
 type SecretBindingSpec struct {
 	// ServiceAccounts are service-account names of the binding's
-	// namespace; '*' and '?' globs are allowed ("app-*", "*").
+	// namespace; '*' globs are allowed ("app-*", "*"): the core's
+	// Kubernetes auth roles match '*' for any run of characters.
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
-	// +kubebuilder:validation:items:Pattern=`^[a-z0-9*?]([-a-z0-9.*?]*[a-z0-9*?])?$`
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9*]([-a-z0-9.*]*[a-z0-9*])?$`
 	// +listType=set
 	ServiceAccounts []string `json:"serviceAccounts"`
 
