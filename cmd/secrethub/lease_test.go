@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,11 +18,9 @@ import (
 	"time"
 
 	"github.com/secrethub/secrethub/core"
-	"github.com/secrethub/secrethub/core/audit"
 	"github.com/secrethub/secrethub/core/client"
-	corehttp "github.com/secrethub/secrethub/core/http"
 	"github.com/secrethub/secrethub/core/logical"
-	"github.com/secrethub/secrethub/core/storage/inmem"
+	"github.com/secrethub/secrethub/internal/coretest"
 )
 
 // leaseTarget is the in-test engine's set of live users.
@@ -78,36 +74,20 @@ func newLeaseCLI(t *testing.T) *leaseCLI {
 	target := &leaseTarget{users: map[string]bool{}}
 	// A clock that stands still, so TTLs print exactly.
 	now := time.Now().UTC()
-	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.DiscardHandler),
-		Now:        func() time.Time { return now },
-		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}},
+	env := coretest.Start(t, core.Config{
+		Now: func() time.Time { return now },
 		ExtraEngines: map[string]core.EngineFactory{"leasetest": func(logical.Storage) (logical.Engine, error) {
 			return &leaseEngine{t: target}, nil
 		}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(corehttp.New(c, corehttp.Options{Logger: slog.New(slog.DiscardHandler)}))
-	t.Cleanup(func() { srv.Close(); c.Shutdown(context.Background()) })
 	ctx := context.Background()
-	res, err := c.Init(ctx, core.InitRequest{SecretShares: 1, SecretThreshold: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Unseal(ctx, res.Shares[0]); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(client.Config{Address: srv.URL, Token: res.RootToken})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := env.Root
 	if _, err := cl.Write(ctx, "sys/mounts/dyn", map[string]any{"type": "leasetest"}); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(envToken, res.RootToken)
+	t.Setenv(envToken, env.RootToken)
 	t.Setenv(envCACert, "")
 	t.Setenv("SECRETHUB_TOKEN_FILE", filepath.Join(t.TempDir(), "token"))
-	return &leaseCLI{t: t, addr: srv.URL, target: target, c: cl}
+	return &leaseCLI{t: t, addr: env.RESTURL, target: target, c: cl}
 }
 
 // run runs `secrethub ARGS -address ADDR` in-process, as main does; a

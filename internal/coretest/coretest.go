@@ -48,6 +48,9 @@ func Start(t testing.TB, cfg core.Config) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered first, so it runs last: the listeners close before the
+	// core seals and stops its background work (lease expiry, rotation).
+	t.Cleanup(func() { c.Shutdown(context.Background()) })
 	h := corehttp.New(c, corehttp.Options{Logger: cfg.Logger})
 	rest := httptest.NewServer(h)
 	t.Cleanup(rest.Close)
