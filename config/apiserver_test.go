@@ -331,16 +331,6 @@ kind: DynamicRole
 metadata: {name: no-arns}
 spec: {engine: aws, connection: {secretRef: {name: a}}, aws: {credentialType: assumed_role}}
 `},
-	{"iam user with TTLs", "spec.defaultTTL", "apply to aws assumed_role only", `
-apiVersion: secrethub.io/v1alpha1
-kind: DynamicRole
-metadata: {name: iam-ttl}
-spec:
-  engine: aws
-  connection: {secretRef: {name: a}}
-  aws: {credentialType: iam_user, policyARNs: ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}
-  defaultTTL: 1h
-`},
 	{"perms not octal", "spec.templates[0].perms", "should match", `
 apiVersion: secrethub.io/v1alpha1
 kind: AgentTemplate

@@ -157,7 +157,37 @@ func (k roleKind) sync(ctx context.Context, d *v1alpha1.DynamicRole) (outcome, e
 	if _, err := k.core.Write(ctx, mount+"/"+rolePath, role); err != nil {
 		return outcome{}, fmt.Errorf("write %s/%s: %w", mount, rolePath, err)
 	}
+	if leasePath, lease, ok := EngineLease(d); ok {
+		if _, err := k.core.Write(ctx, mount+"/"+leasePath, lease); err != nil {
+			return outcome{}, fmt.Errorf("write %s/%s: %w", mount, leasePath, err)
+		}
+	}
 	return outcome{wrote: mounted}, nil
+}
+
+// awsDefaultUserLease is the aws engine's lease of iam_user credentials
+// when config/lease sets none (core/secrets/awssts.DefaultTTL; controllers
+// do not import core internals).
+const awsDefaultUserLease = 3600
+
+// EngineLease returns the mount-wide lease settings a DynamicRole needs
+// besides its role, if any: for aws iam_user, whose leases come from the
+// mount's config/lease rather than from the role, spec.defaultTTL and
+// spec.maxTTL go there (the mount is the role's alone). Unset, the lease
+// is the engine's default (capped by maxTTL) and lease_max unset, so that
+// clearing the fields resets them.
+func EngineLease(d *v1alpha1.DynamicRole) (string, map[string]any, bool) {
+	if d.Spec.Engine != v1alpha1.EngineAWS || d.Spec.AWS == nil || d.Spec.AWS.CredentialType != v1alpha1.AWSIAMUser {
+		return "", nil, false
+	}
+	ttl, maxTTL := durationSeconds(d.Spec.DefaultTTL), durationSeconds(d.Spec.MaxTTL)
+	if ttl <= 0 {
+		ttl = awsDefaultUserLease
+		if maxTTL > 0 && maxTTL < ttl {
+			ttl = maxTTL
+		}
+	}
+	return "config/lease", map[string]any{"lease": ttl, "lease_max": maxTTL}, true
 }
 
 // ensureMount mounts the engine at mount unless it is there; it reports
@@ -357,10 +387,11 @@ func EngineRole(d *v1alpha1.DynamicRole) (string, map[string]any, error) {
 		if a.UserPath != "" {
 			role["user_path"] = a.UserPath
 		}
-		if ttl > 0 {
+		// An iam_user's TTLs go to the mount's config/lease (EngineLease).
+		if ttl > 0 && a.CredentialType == v1alpha1.AWSAssumedRole {
 			role["default_sts_ttl"] = ttl
 		}
-		if maxTTL > 0 {
+		if maxTTL > 0 && a.CredentialType == v1alpha1.AWSAssumedRole {
 			role["max_sts_ttl"] = maxTTL
 		}
 		return path, role, nil

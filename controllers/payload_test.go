@@ -89,7 +89,8 @@ func TestPayloadsTheCoreAccepts(t *testing.T) {
 		},
 		"aws": {
 			role: &v1alpha1.DynamicRole{Spec: v1alpha1.DynamicRoleSpec{Engine: v1alpha1.EngineAWS,
-				AWS: &v1alpha1.AWSRole{CredentialType: v1alpha1.AWSIAMUser, PolicyARNs: []string{"arn:aws:iam::aws:policy/ReadOnlyAccess"}}}},
+				AWS: &v1alpha1.AWSRole{CredentialType: v1alpha1.AWSIAMUser, PolicyARNs: []string{"arn:aws:iam::aws:policy/ReadOnlyAccess"}},
+				DefaultTTL: hour, MaxTTL: &metav1.Duration{Duration: 2 * time.Hour}}},
 			secret: map[string][]byte{"access_key": []byte("AKIAIOSFODNN7EXAMPLE"), "secret_key": []byte("secret")},
 			typ:    "aws",
 		},
@@ -115,6 +116,20 @@ func TestPayloadsTheCoreAccepts(t *testing.T) {
 				}
 				if _, err := cl.Write(ctx, mount+"/"+rolePath, role); err != nil {
 					t.Fatalf("write %s: %v", rolePath, err)
+				}
+				if leasePath, lease, ok := controllers.EngineLease(tc.role); ok {
+					if _, err := cl.Write(ctx, mount+"/"+leasePath, lease); err != nil {
+						t.Fatalf("write %s: %v", leasePath, err)
+					}
+				}
+			}
+			if _, _, ok := controllers.EngineLease(tc.role); ok {
+				resp, err := cl.Read(ctx, mount+"/config/lease", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.Data["lease"] != "1h0m0s" || resp.Data["lease_max"] != "2h0m0s" {
+					t.Errorf("config/lease = %v, want the DynamicRole's defaultTTL and maxTTL", resp.Data)
 				}
 			}
 		})

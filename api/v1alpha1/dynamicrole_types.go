@@ -30,7 +30,6 @@ var DefaultMount = map[Engine]string{
 // +kubebuilder:validation:XValidation:rule="self.engine == 'redis' ? has(self.redis) : !has(self.redis)",message="spec.redis must be set when engine is redis, and only then",fieldPath=".redis"
 // +kubebuilder:validation:XValidation:rule="self.engine == 'aws' ? has(self.aws) : !has(self.aws)",message="spec.aws must be set when engine is aws, and only then",fieldPath=".aws"
 // +kubebuilder:validation:XValidation:rule="!has(self.defaultTTL) || !has(self.maxTTL) || duration(self.maxTTL) >= duration(self.defaultTTL)",message="spec.maxTTL must be at least spec.defaultTTL",fieldPath=".maxTTL"
-// +kubebuilder:validation:XValidation:rule="!has(self.aws) || self.aws.credentialType != 'iam_user' || (!has(self.defaultTTL) && !has(self.maxTTL))",message="spec.defaultTTL and spec.maxTTL apply to aws assumed_role only: iam_user leases come from the mount's config/lease",fieldPath=".defaultTTL"
 // +kubebuilder:validation:XValidation:rule="self.engine == oldSelf.engine",message="spec.engine is immutable",fieldPath=".engine"
 // +kubebuilder:validation:XValidation:rule="has(self.mount) == has(oldSelf.mount) && (!has(self.mount) || self.mount == oldSelf.mount)",message="spec.mount is immutable",fieldPath=".mount"
 type DynamicRoleSpec struct {
@@ -70,8 +69,8 @@ type DynamicRoleSpec struct {
 
 	// DefaultTTL is the lease of a credential whose request names no TTL:
 	// a Go duration ("1h"). Unset: the engine's default.
-	// For aws, the STS session duration (default_sts_ttl; assumed_role
-	// only).
+	// For aws assumed_role, the STS session duration (default_sts_ttl);
+	// for aws iam_user, the lease of the mount's config/lease.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
@@ -80,7 +79,8 @@ type DynamicRoleSpec struct {
 
 	// MaxTTL is the longest lease a credential may have, renewals
 	// included: a Go duration ("24h"), at least DefaultTTL. Unset: the
-	// engine's default. For aws, max_sts_ttl (assumed_role only).
+	// engine's default. For aws assumed_role, max_sts_ttl; for iam_user,
+	// lease_max of the mount's config/lease.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
