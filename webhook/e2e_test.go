@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/secrethub/secrethub/core"
 	"github.com/secrethub/secrethub/internal/coretest"
 	"github.com/secrethub/secrethub/internal/kubetest"
+	"github.com/secrethub/secrethub/internal/syncbuf"
 	"github.com/secrethub/secrethub/webhook/inject"
 )
 
@@ -158,7 +158,7 @@ func (e *e2eEnv) volume(name string) string { return filepath.Join(e.dir, "volum
 // agentProc is one of the pod's agent containers running as a process.
 type agentProc struct {
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	exited chan error
 }
 
@@ -200,7 +200,7 @@ func (e *e2eEnv) run(t *testing.T, pod *corev1.Pod, c *corev1.Container) *agentP
 	}
 	cmd := exec.Command(e.agentBin, c.Args...)
 	cmd.Env = env
-	a := &agentProc{cmd: cmd, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	a := &agentProc{cmd: cmd, logs: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = a.logs, a.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -330,22 +330,4 @@ func TestInjectedInitThenSidecar(t *testing.T) {
 	if !strings.Contains(side.logs.String(), "logged_in=false") {
 		t.Errorf("the sidecar's log does not show a start without login:\n%s", side.logs.String())
 	}
-}
-
-// syncBuffer collects a process's output for concurrent reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

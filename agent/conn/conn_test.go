@@ -1,7 +1,6 @@
 package conn
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/client"
 	"github.com/secrethub/secrethub/core/wire"
+	"github.com/secrethub/secrethub/internal/syncbuf"
 )
 
 // The peer in these tests is a small in-test core speaking the agent
@@ -262,24 +262,6 @@ func tlsFor(calls *atomic.Int32, cores ...*fakeCore) func() (*tls.Config, error)
 	}
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // fastBackoff keeps reconnection quick in tests.
 var fastBackoff = Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 
@@ -338,7 +320,7 @@ func waitConnected(t *testing.T, c *Conn) {
 
 func TestReadOverConnection(t *testing.T) {
 	core := newFakeCore(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	type ttl struct {
 		ttl       time.Duration
 		renewable bool

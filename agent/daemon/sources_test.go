@@ -1,18 +1,17 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/secrethub/secrethub/agent/config"
 	"github.com/secrethub/secrethub/agent/daemon"
+	"github.com/secrethub/secrethub/internal/syncbuf"
 )
 
 const sourcePath = "secrets/secrethub/agent-templates/web/app"
@@ -34,24 +33,6 @@ func (tc *testCore) putSource(t *testing.T, templates ...map[string]any) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer is a log sink safe for the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestTemplateSources runs the daemon with a template source: its
@@ -77,7 +58,7 @@ func TestTemplateSources(t *testing.T) {
 		InitMarker:      marker,
 	}
 	cfg.FillDefaults()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {

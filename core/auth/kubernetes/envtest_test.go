@@ -1,7 +1,6 @@
 package kubernetes_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,37 +24,20 @@ import (
 	"github.com/secrethub/secrethub/core/storage/inmem"
 	"github.com/secrethub/secrethub/core/wire"
 	"github.com/secrethub/secrethub/internal/kubetest"
+	"github.com/secrethub/secrethub/internal/syncbuf"
 )
-
-// syncBuffer is a log destination the core's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // coreServer is a real core, in memory, behind its HTTP handler.
 type coreServer struct {
 	t    *testing.T
 	url  string
 	root string
-	log  *syncBuffer
+	log  *syncbuf.Buffer
 }
 
 func newCoreServer(t *testing.T) *coreServer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	c, err := core.New(core.Config{Backend: inmem.New(), StorageType: "inmem", Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		AuditSinks: []core.AuditSink{{Name: "memory", Sink: audit.NewMemory()}}})
 	if err != nil {

@@ -1,7 +1,6 @@
 package database
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/pbkdf2"
@@ -24,25 +23,8 @@ import (
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/storage/inmem"
 	"github.com/secrethub/secrethub/internal/pgtest"
+	"github.com/secrethub/secrethub/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes (slog).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // clock is a settable clock, safe for concurrent use.
 type clock struct {
@@ -69,7 +51,7 @@ type fixture struct {
 	t       testing.TB
 	e       *Engine
 	clock   *clock
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	dbURL   string // the test database, as the test server's superuser
 	super   *pgx.Conn
 	admin   string // the engine's admin role
@@ -98,7 +80,7 @@ func newFixture(t testing.TB) *fixture {
 	f := &fixture{
 		t: t, dbURL: dbURL, super: super,
 		clock:   &clock{t: time.Now().UTC().Truncate(time.Second)},
-		logs:    &syncBuffer{},
+		logs:    &syncbuf.Buffer{},
 		prefix:  "t" + randHex(4),
 		adminPW: "adminpw-" + randHex(12),
 	}
