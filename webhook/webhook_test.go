@@ -122,7 +122,7 @@ func TestHandle(t *testing.T) {
 		"init-only": {cfg: testConfig(), pod: pod("team", with(map[string]string{inject.AnnotationMode: inject.ModeInitOnly})), patched: true,
 			inits: []string{inject.AgentInitContainer}, containers: []string{"app"}},
 		"template and reload": {cfg: testConfig(), patched: true, inits: []string{inject.AgentContainer}, containers: []string{"app"},
-			pod: pod("team", with(map[string]string{inject.AnnotationTemplatePrefix + "db": "{{ secretKey \"secrets/team/db\" \"password\" }}", inject.AnnotationReloadPrefix + "db": "signal:HUP:/secrethub/app.pid"}))},
+			pod: pod("team", with(map[string]string{inject.AnnotationTemplatePrefix + "db": "{{ secretKey \"secrets/team/db\" \"password\" }}", inject.AnnotationReloadPrefix + "db": "http:http://127.0.0.1:8080/-/reload"}))},
 		"resources": {cfg: testConfig(), patched: true, inits: []string{inject.AgentContainer}, containers: []string{"app"},
 			pod: pod("team", with(map[string]string{inject.AnnotationRequestsCPU: "20m", inject.AnnotationLimitsMemory: "96Mi"}))},
 		"not annotated":       {cfg: testConfig(), pod: pod("team", nil)},
@@ -263,8 +263,10 @@ func BenchmarkAdmission(b *testing.B) {
 	p := pod("team", with(map[string]string{
 		inject.AnnotationSecretPrefix + "api":   "secrets/team/api",
 		inject.AnnotationTemplatePrefix + "api": `{{ with secret "secrets/team/api" }}TOKEN={{ .token }}{{ end }}`,
-		inject.AnnotationReloadPrefix + "api":   "signal:SIGHUP:/secrethub/app.pid",
+		inject.AnnotationReloadPrefix + "api":   "signal:SIGHUP:/secrethub-run/app.pid",
 	}))
+	uid := int64(1000)
+	p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid}
 	req := request(b, admissionv1.Create, p)
 	body, err := json.Marshal(admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},

@@ -350,8 +350,8 @@ func parseReload(key, v string) (*config.Reload, error) {
 		if _, err := config.ParseSignal(sig); err != nil {
 			return nil, annErr(key, "%v", err)
 		}
-		if !strings.HasPrefix(pidFile, "/") || path.Clean(pidFile) != pidFile {
-			return nil, annErr(key, "pid file %q: want a clean absolute path", short(pidFile))
+		if !strings.HasPrefix(pidFile, RunDir+"/") || path.Clean(pidFile) != pidFile {
+			return nil, annErr(key, "pid file %q: want a clean path below %s/, the directory the app writes its pid file to and the agent reads", short(pidFile), RunDir)
 		}
 		return &config.Reload{Signal: &config.SignalReload{Name: sig, PIDFile: pidFile}}, nil
 	case strings.HasPrefix(v, reloadCommand):

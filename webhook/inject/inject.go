@@ -16,6 +16,10 @@
 //     (one login and one set of leases per pod);
 //   - volume "secrethub-token": a projected service account token with
 //     audience Config.Audience at /var/run/secrets/tokens/secrethub;
+//   - with a signal reload, volume "secrethub-run" (emptyDir, Memory) at
+//     /secrethub-run, read-write in the app's containers (its pid file)
+//     and read-only in the agent, a shared PID namespace, and the agent
+//     running as the app's (non-root) user, the only one it may signal;
 //   - the agent, configured by the env var SECRETHUB_AGENT_CONFIG (run as
 //     `secrethub-agent -config-env SECRETHUB_AGENT_CONFIG`):
 //     with Config.NativeSidecars, one init container with restartPolicy
@@ -53,6 +57,13 @@ const (
 	StateVolumeName = "secrethub-agent-state"
 	// StateDir is where StateVolumeName is mounted in the agent.
 	StateDir = "/var/lib/secrethub-agent"
+	// RunVolumeName is the small volume shared read-write by the app's
+	// containers and read-only by the agent, added only for signal
+	// reloads: the app writes its pid file there (everything else the
+	// agent mounts is out of the app's reach or read-only for it).
+	RunVolumeName = "secrethub-run"
+	// RunDir is where RunVolumeName is mounted in every container.
+	RunDir = "/secrethub-run"
 	// TokenVolumeName is the projected service account token volume.
 	TokenVolumeName = "secrethub-token"
 	// TokenDir is where TokenVolumeName is mounted in the agent.
@@ -206,7 +217,7 @@ func Pod(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		return nil, annErr(AnnotationMode, "%s: this injector knows no core agent listener; only %s is available", ModeSidecar, ModeInitOnly)
 	}
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == VolumeName || v.Name == StateVolumeName || v.Name == TokenVolumeName {
+		if v.Name == VolumeName || v.Name == StateVolumeName || v.Name == TokenVolumeName || v.Name == RunVolumeName {
 			return nil, annErr(AnnotationInject, "the pod already has a volume named %q", v.Name)
 		}
 	}
@@ -224,6 +235,13 @@ func Pod(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, err
 	}
+	signalKey := spec.signalReload()
+	var appUser *appIdentity
+	if signalKey != "" {
+		if appUser, err = signalUser(pod, signalKey); err != nil {
+			return nil, err
+		}
+	}
 
 	out := pod.DeepCopy()
 	if out.Annotations == nil {
@@ -236,15 +254,31 @@ func Pod(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		out.Spec.ServiceAccountName = "default"
 	}
 	out.Spec.Volumes = append(out.Spec.Volumes, volumes(cfg)...)
-	appMount := corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true}
+	appMounts := []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath, ReadOnly: true}}
+	if appUser != nil {
+		size := DefaultStateSizeLimit
+		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: RunVolumeName,
+			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: &size}}})
+		appMounts = append(appMounts, corev1.VolumeMount{Name: RunVolumeName, MountPath: RunDir})
+		// A signal reaches the app's process only in a shared PID
+		// namespace.
+		share := true
+		out.Spec.ShareProcessNamespace = &share
+	}
 	for i := range out.Spec.InitContainers {
-		out.Spec.InitContainers[i].VolumeMounts = append(out.Spec.InitContainers[i].VolumeMounts, appMount)
+		out.Spec.InitContainers[i].VolumeMounts = append(out.Spec.InitContainers[i].VolumeMounts, appMounts...)
 	}
 	for i := range out.Spec.Containers {
-		out.Spec.Containers[i].VolumeMounts = append(out.Spec.Containers[i].VolumeMounts, appMount)
+		out.Spec.Containers[i].VolumeMounts = append(out.Spec.Containers[i].VolumeMounts, appMounts...)
 	}
 
 	base := agentContainer(cfg, agentYAML, resources)
+	if appUser != nil {
+		// The kernel lets a process without capabilities signal only
+		// processes of its own user: the agent runs as the app's.
+		base.SecurityContext.RunAsUser, base.SecurityContext.RunAsGroup = &appUser.uid, &appUser.gid
+		base.VolumeMounts = append(base.VolumeMounts, corev1.VolumeMount{Name: RunVolumeName, MountPath: RunDir, ReadOnly: true})
+	}
 	var inits []corev1.Container
 	switch {
 	case spec.Mode == ModeInitOnly:
@@ -275,16 +309,61 @@ func Pod(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	}
 	// The agent goes first, so the app's own init containers see the files.
 	out.Spec.InitContainers = append(inits, out.Spec.InitContainers...)
-	for _, s := range spec.Secrets {
-		if s.Reload != nil && s.Reload.Signal != nil && spec.Mode == ModeSidecar {
-			// A signal reaches the app's process only in a shared PID
-			// namespace.
-			share := true
-			out.Spec.ShareProcessNamespace = &share
-			break
+	return out, nil
+}
+
+// signalReload returns the key of the first reload-<name> annotation
+// that sends a signal in mode sidecar, or "".
+func (s *Spec) signalReload() string {
+	if s.Mode != ModeSidecar {
+		return ""
+	}
+	for _, sec := range s.Secrets {
+		if sec.Reload != nil && sec.Reload.Signal != nil {
+			return AnnotationReloadPrefix + sec.Name
 		}
 	}
-	return out, nil
+	return ""
+}
+
+// appIdentity is the user and group the app's processes run as.
+type appIdentity struct{ uid, gid int64 }
+
+// signalUser finds the user the app runs as, which the agent must share
+// to signal it: the pod's securityContext.runAsUser, else the one
+// runAsUser its containers agree on. Root, or no user known, is refused
+// on key (the reload annotation), saying what to do.
+func signalUser(pod *corev1.Pod, key string) (*appIdentity, error) {
+	var uid, gid *int64
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		uid, gid = sc.RunAsUser, sc.RunAsGroup
+	}
+	if uid == nil {
+		for _, c := range pod.Spec.Containers {
+			sc := c.SecurityContext
+			if sc == nil || sc.RunAsUser == nil {
+				continue
+			}
+			if uid != nil && *uid != *sc.RunAsUser {
+				return nil, annErr(key, "the app's containers run as different users (%d, %d): set securityContext.runAsUser on the pod, the user of the process to signal", *uid, *sc.RunAsUser)
+			}
+			uid = sc.RunAsUser
+			if sc.RunAsGroup != nil {
+				gid = sc.RunAsGroup
+			}
+		}
+	}
+	switch {
+	case uid == nil:
+		return nil, annErr(key, "a signal reload needs the app's user: set securityContext.runAsUser (non-root) on the pod, so the agent runs as that user and may signal it; or use an http: or command: reload")
+	case *uid == 0:
+		return nil, annErr(key, "the app runs as root: the agent runs without privileges and may signal only processes of its own, non-root user; run the app as a non-root user, or use an http: or command: reload")
+	}
+	id := &appIdentity{uid: *uid, gid: *uid}
+	if gid != nil {
+		id.gid = *gid
+	}
+	return id, nil
 }
 
 // AgentConfig renders the agent's configuration for spec, as JSON (a

@@ -272,18 +272,6 @@ func TestPodAnnotations(t *testing.T) {
 				}
 			},
 		},
-		"reload signal shares the PID namespace": {
-			ann: base(map[string]string{AnnotationReloadPrefix + "db": "signal:SIGHUP:/secrethub/app.pid"}),
-			check: func(t *testing.T, p *corev1.Pod, ac *config.Config) {
-				r := ac.Templates[0].Reload
-				if r == nil || r.Signal == nil || r.Signal.Name != "SIGHUP" || r.Signal.PIDFile != "/secrethub/app.pid" {
-					t.Errorf("reload = %+v", r)
-				}
-				if p.Spec.ShareProcessNamespace == nil || !*p.Spec.ShareProcessNamespace {
-					t.Error("shareProcessNamespace not set")
-				}
-			},
-		},
 		"reload command": {
 			ann: base(map[string]string{AnnotationReloadPrefix + "db": "command:/bin/kill -HUP 1"}),
 			check: func(t *testing.T, p *corev1.Pod, ac *config.Config) {
@@ -324,7 +312,7 @@ func TestPodAnnotations(t *testing.T) {
 			},
 		},
 		"reload dropped in init-only": {
-			ann: base(map[string]string{AnnotationMode: ModeInitOnly, AnnotationReloadPrefix + "db": "signal:HUP:/secrethub/app.pid"}),
+			ann: base(map[string]string{AnnotationMode: ModeInitOnly, AnnotationReloadPrefix + "db": "signal:HUP:/secrethub-run/app.pid"}),
 			check: func(t *testing.T, p *corev1.Pod, ac *config.Config) {
 				if ac.Templates[0].Reload != nil || p.Spec.ShareProcessNamespace != nil {
 					t.Errorf("init-only pod got a reload: %+v", ac.Templates[0].Reload)
@@ -385,42 +373,44 @@ func TestPodInvalid(t *testing.T) {
 		ann map[string]string
 		key string
 	}{
-		"inject":                  {map[string]string{AnnotationInject: "yes please"}, AnnotationInject},
-		"role missing":            {base(map[string]string{AnnotationRole: "\x00"}), AnnotationRole},
-		"role invalid":            {base(map[string]string{AnnotationRole: "a b"}), AnnotationRole},
-		"mode":                    {base(map[string]string{AnnotationMode: "daemon"}), AnnotationMode},
-		"agent-template name":     {base(map[string]string{AnnotationAgentTemplate: "Web_1"}), AnnotationAgentTemplate},
-		"agent-template path":     {base(map[string]string{AnnotationAgentTemplate: "other/web"}), AnnotationAgentTemplate},
-		"agent-template empty":    {base(map[string]string{AnnotationAgentTemplate: ""}), AnnotationAgentTemplate},
-		"agent-template trailing": {base(map[string]string{AnnotationAgentTemplate: "web,"}), AnnotationAgentTemplate},
-		"agent-template twice":    {base(map[string]string{AnnotationAgentTemplate: "web, web"}), AnnotationAgentTemplate},
-		"agent-template too many": {base(map[string]string{AnnotationAgentTemplate: "a,b,c,d,e,f,g,h,i"}), AnnotationAgentTemplate},
-		"secret path absolute":    {base(map[string]string{AnnotationSecretPrefix + "db": "/secrets/x"}), AnnotationSecretPrefix + "db"},
-		"secret path dotdot":      {base(map[string]string{AnnotationSecretPrefix + "db": "secrets/../sys"}), AnnotationSecretPrefix + "db"},
-		"secret path quote":       {base(map[string]string{AnnotationSecretPrefix + "db": `secrets/x") }}{{ ("`}), AnnotationSecretPrefix + "db"},
-		"secret path empty":       {base(map[string]string{AnnotationSecretPrefix + "db": ""}), AnnotationSecretPrefix + "db"},
-		"secret name dotdot":      {base(map[string]string{AnnotationSecretPrefix + "..": "secrets/x"}), AnnotationSecretPrefix + ".."},
-		"secret name empty":       {base(map[string]string{AnnotationSecretPrefix: "secrets/x"}), AnnotationSecretPrefix},
-		"template without secret": {base(map[string]string{AnnotationTemplatePrefix + "api": "x"}), AnnotationTemplatePrefix + "api"},
-		"template syntax":         {base(map[string]string{AnnotationTemplatePrefix + "db": "{{ .x "}), AnnotationTemplatePrefix + "db"},
-		"template unknown func":   {base(map[string]string{AnnotationTemplatePrefix + "db": "{{ env \"HOME\" }}"}), AnnotationTemplatePrefix + "db"},
-		"template empty":          {base(map[string]string{AnnotationTemplatePrefix + "db": " "}), AnnotationTemplatePrefix + "db"},
-		"template too large":      {base(map[string]string{AnnotationTemplatePrefix + "db": strings.Repeat("x", maxTemplateBytes+1)}), AnnotationTemplatePrefix + "db"},
-		"template control char":   {base(map[string]string{AnnotationTemplatePrefix + "db": "a\x7fb"}), AnnotationTemplatePrefix + "db"},
-		"template invalid utf-8":  {base(map[string]string{AnnotationTemplatePrefix + "db": "a\xffb"}), AnnotationTemplatePrefix + "db"},
-		"reload control char":     {base(map[string]string{AnnotationReloadPrefix + "db": "command:a\x00"}), AnnotationReloadPrefix + "db"},
-		"reload without secret":   {base(map[string]string{AnnotationReloadPrefix + "api": "command:true"}), AnnotationReloadPrefix + "api"},
-		"reload kind":             {base(map[string]string{AnnotationReloadPrefix + "db": "kill:1"}), AnnotationReloadPrefix + "db"},
-		"reload signal":           {base(map[string]string{AnnotationReloadPrefix + "db": "signal:SIGFOO:/run/app.pid"}), AnnotationReloadPrefix + "db"},
-		"reload pid file":         {base(map[string]string{AnnotationReloadPrefix + "db": "signal:HUP:run/app.pid"}), AnnotationReloadPrefix + "db"},
-		"reload signal no file":   {base(map[string]string{AnnotationReloadPrefix + "db": "signal:HUP"}), AnnotationReloadPrefix + "db"},
-		"reload empty command":    {base(map[string]string{AnnotationReloadPrefix + "db": "command: "}), AnnotationReloadPrefix + "db"},
-		"reload remote http":      {base(map[string]string{AnnotationReloadPrefix + "db": "http:http://example.com/reload"}), AnnotationReloadPrefix + "db"},
-		"requests cpu":            {base(map[string]string{AnnotationRequestsCPU: "lots"}), AnnotationRequestsCPU},
-		"requests memory":         {base(map[string]string{AnnotationRequestsMemory: "-1Mi"}), AnnotationRequestsMemory},
-		"limits cpu":              {base(map[string]string{AnnotationLimitsCPU: "0"}), AnnotationLimitsCPU},
-		"limits memory":           {base(map[string]string{AnnotationLimitsMemory: "1Mi"}), AnnotationLimitsMemory},
-		"request above limit":     {base(map[string]string{AnnotationRequestsCPU: "2"}), AnnotationRequestsCPU},
+		"inject":                   {map[string]string{AnnotationInject: "yes please"}, AnnotationInject},
+		"role missing":             {base(map[string]string{AnnotationRole: "\x00"}), AnnotationRole},
+		"role invalid":             {base(map[string]string{AnnotationRole: "a b"}), AnnotationRole},
+		"mode":                     {base(map[string]string{AnnotationMode: "daemon"}), AnnotationMode},
+		"agent-template name":      {base(map[string]string{AnnotationAgentTemplate: "Web_1"}), AnnotationAgentTemplate},
+		"agent-template path":      {base(map[string]string{AnnotationAgentTemplate: "other/web"}), AnnotationAgentTemplate},
+		"agent-template empty":     {base(map[string]string{AnnotationAgentTemplate: ""}), AnnotationAgentTemplate},
+		"agent-template trailing":  {base(map[string]string{AnnotationAgentTemplate: "web,"}), AnnotationAgentTemplate},
+		"agent-template twice":     {base(map[string]string{AnnotationAgentTemplate: "web, web"}), AnnotationAgentTemplate},
+		"agent-template too many":  {base(map[string]string{AnnotationAgentTemplate: "a,b,c,d,e,f,g,h,i"}), AnnotationAgentTemplate},
+		"secret path absolute":     {base(map[string]string{AnnotationSecretPrefix + "db": "/secrets/x"}), AnnotationSecretPrefix + "db"},
+		"secret path dotdot":       {base(map[string]string{AnnotationSecretPrefix + "db": "secrets/../sys"}), AnnotationSecretPrefix + "db"},
+		"secret path quote":        {base(map[string]string{AnnotationSecretPrefix + "db": `secrets/x") }}{{ ("`}), AnnotationSecretPrefix + "db"},
+		"secret path empty":        {base(map[string]string{AnnotationSecretPrefix + "db": ""}), AnnotationSecretPrefix + "db"},
+		"secret name dotdot":       {base(map[string]string{AnnotationSecretPrefix + "..": "secrets/x"}), AnnotationSecretPrefix + ".."},
+		"secret name empty":        {base(map[string]string{AnnotationSecretPrefix: "secrets/x"}), AnnotationSecretPrefix},
+		"template without secret":  {base(map[string]string{AnnotationTemplatePrefix + "api": "x"}), AnnotationTemplatePrefix + "api"},
+		"template syntax":          {base(map[string]string{AnnotationTemplatePrefix + "db": "{{ .x "}), AnnotationTemplatePrefix + "db"},
+		"template unknown func":    {base(map[string]string{AnnotationTemplatePrefix + "db": "{{ env \"HOME\" }}"}), AnnotationTemplatePrefix + "db"},
+		"template empty":           {base(map[string]string{AnnotationTemplatePrefix + "db": " "}), AnnotationTemplatePrefix + "db"},
+		"template too large":       {base(map[string]string{AnnotationTemplatePrefix + "db": strings.Repeat("x", maxTemplateBytes+1)}), AnnotationTemplatePrefix + "db"},
+		"template control char":    {base(map[string]string{AnnotationTemplatePrefix + "db": "a\x7fb"}), AnnotationTemplatePrefix + "db"},
+		"template invalid utf-8":   {base(map[string]string{AnnotationTemplatePrefix + "db": "a\xffb"}), AnnotationTemplatePrefix + "db"},
+		"reload control char":      {base(map[string]string{AnnotationReloadPrefix + "db": "command:a\x00"}), AnnotationReloadPrefix + "db"},
+		"reload without secret":    {base(map[string]string{AnnotationReloadPrefix + "api": "command:true"}), AnnotationReloadPrefix + "api"},
+		"reload kind":              {base(map[string]string{AnnotationReloadPrefix + "db": "kill:1"}), AnnotationReloadPrefix + "db"},
+		"reload signal":            {base(map[string]string{AnnotationReloadPrefix + "db": "signal:SIGFOO:/run/app.pid"}), AnnotationReloadPrefix + "db"},
+		"reload pid file":          {base(map[string]string{AnnotationReloadPrefix + "db": "signal:HUP:run/app.pid"}), AnnotationReloadPrefix + "db"},
+		"reload pid file unshared": {base(map[string]string{AnnotationReloadPrefix + "db": "signal:HUP:/secrethub/app.pid"}), AnnotationReloadPrefix + "db"},
+		"reload pid file escapes":  {base(map[string]string{AnnotationReloadPrefix + "db": "signal:HUP:/secrethub-run/../etc/pid"}), AnnotationReloadPrefix + "db"},
+		"reload signal no file":    {base(map[string]string{AnnotationReloadPrefix + "db": "signal:HUP"}), AnnotationReloadPrefix + "db"},
+		"reload empty command":     {base(map[string]string{AnnotationReloadPrefix + "db": "command: "}), AnnotationReloadPrefix + "db"},
+		"reload remote http":       {base(map[string]string{AnnotationReloadPrefix + "db": "http:http://example.com/reload"}), AnnotationReloadPrefix + "db"},
+		"requests cpu":             {base(map[string]string{AnnotationRequestsCPU: "lots"}), AnnotationRequestsCPU},
+		"requests memory":          {base(map[string]string{AnnotationRequestsMemory: "-1Mi"}), AnnotationRequestsMemory},
+		"limits cpu":               {base(map[string]string{AnnotationLimitsCPU: "0"}), AnnotationLimitsCPU},
+		"limits memory":            {base(map[string]string{AnnotationLimitsMemory: "1Mi"}), AnnotationLimitsMemory},
+		"request above limit":      {base(map[string]string{AnnotationRequestsCPU: "2"}), AnnotationRequestsCPU},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -495,7 +485,7 @@ func TestSkipped(t *testing.T) {
 // annotation.
 func FuzzParseAnnotations(f *testing.F) {
 	f.Add("db", "secrets/app/db", "", "", "sidecar", "")
-	f.Add("db", "secrets/app/db", `{{ with secret "secrets/app/db" }}{{ .password }}{{ end }}`, "signal:HUP:/run/a.pid", "init-only", "50m")
+	f.Add("db", "secrets/app/db", `{{ with secret "secrets/app/db" }}{{ .password }}{{ end }}`, "signal:HUP:/secrethub-run/a.pid", "init-only", "50m")
 	f.Add("a.b", "x", "{{", "command:", "x", "-1")
 	f.Add("..", "../x", "", "http:http://127.0.0.1/r", "", "1Gi")
 	f.Fuzz(func(t *testing.T, name, path, tmpl, reload, mode, cpu string) {
@@ -564,5 +554,91 @@ func TestCoreCA(t *testing.T) {
 	if _, err := Pod(testPod(map[string]string{AnnotationInject: "true", AnnotationRole: "web",
 		AnnotationSecretPrefix + "db": "secrets/app/db"}), cfg); err == nil || !strings.Contains(err.Error(), "core.ca_pem") {
 		t.Errorf("a bad CA bundle: %v, want an error naming core.ca_pem", err)
+	}
+}
+
+// TestSignalReload: a signal reload shares the PID namespace and a
+// read-write run directory for the pid file, and runs the agent as the
+// app's user (the only processes it may signal); an app running as root,
+// or as no known user, is refused on the reload annotation.
+func TestSignalReload(t *testing.T) {
+	uid := func(v int64) *int64 { return &v }
+	ann := base(map[string]string{AnnotationReloadPrefix + "db": "signal:SIGHUP:/secrethub-run/app.pid"})
+	tests := map[string]struct {
+		pod      func(p *corev1.Pod)
+		uid, gid int64
+		denied   string // substring of the error; "" when injected
+	}{
+		"pod user": {pod: func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: uid(1000), RunAsGroup: uid(3000)}
+		}, uid: 1000, gid: 3000},
+		"container user": {pod: func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: uid(1001)}
+		}, uid: 1001, gid: 1001},
+		"root": {pod: func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: uid(0)}
+		}, denied: "the app runs as root"},
+		"unknown user": {pod: func(*corev1.Pod) {}, denied: "set securityContext.runAsUser"},
+		"two users": {pod: func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: uid(1000)}
+			p.Spec.Containers[1].SecurityContext = &corev1.SecurityContext{RunAsUser: uid(2000)}
+		}, denied: "different users (1000, 2000)"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := testPod(ann)
+			tc.pod(p)
+			out, err := Pod(p, testConfig())
+			if tc.denied != "" {
+				var ae *AnnotationError
+				if !errors.As(err, &ae) || ae.Key != AnnotationReloadPrefix+"db" || !strings.Contains(err.Error(), tc.denied) {
+					t.Fatalf("err = %v, want a refusal of %sdb saying %q", err, AnnotationReloadPrefix, tc.denied)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Spec.ShareProcessNamespace == nil || !*out.Spec.ShareProcessNamespace {
+				t.Error("shareProcessNamespace not set")
+			}
+			agent := out.Spec.InitContainers[0]
+			if sc := agent.SecurityContext; *sc.RunAsUser != tc.uid || *sc.RunAsGroup != tc.gid || !*sc.RunAsNonRoot {
+				t.Errorf("agent runs as %d:%d, want %d:%d", *sc.RunAsUser, *sc.RunAsGroup, tc.uid, tc.gid)
+			}
+			runMount := func(c corev1.Container) (corev1.VolumeMount, bool) {
+				for _, m := range c.VolumeMounts {
+					if m.Name == RunVolumeName {
+						return m, true
+					}
+				}
+				return corev1.VolumeMount{}, false
+			}
+			if m, ok := runMount(agent); !ok || !m.ReadOnly || m.MountPath != RunDir {
+				t.Errorf("agent's run mount: %+v %v", m, ok)
+			}
+			for _, c := range append(out.Spec.Containers, out.Spec.InitContainers[1:]...) {
+				if m, ok := runMount(c); !ok || m.ReadOnly || m.MountPath != RunDir {
+					t.Errorf("%s's run mount: %+v %v, want read-write at %s", c.Name, m, ok, RunDir)
+				}
+			}
+			ac := agentConfig(t, agent)
+			if r := ac.Templates[0].Reload; r == nil || r.Signal == nil || r.Signal.PIDFile != "/secrethub-run/app.pid" {
+				t.Errorf("reload = %+v", r)
+			}
+		})
+	}
+	// Without a signal reload, nothing of this is added.
+	out, err := Pod(testPod(base(nil)), testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Spec.ShareProcessNamespace != nil || *out.Spec.InitContainers[0].SecurityContext.RunAsUser != DefaultRunAsUser {
+		t.Error("a pod without signal reloads shares its PID namespace or runs the agent as another user")
+	}
+	for _, v := range out.Spec.Volumes {
+		if v.Name == RunVolumeName {
+			t.Error("run volume added without a signal reload")
+		}
 	}
 }
