@@ -53,16 +53,18 @@ type options struct {
 	duration    time.Duration
 	concurrency []int
 	maxRequests int
+	scenarios   []string
 }
 
 func run() error {
 	var o options
-	var conc, trivial string
+	var conc, trivial, only string
 	flag.StringVar(&o.bin, "bin", "bin/secrethub", "secrethub binary to measure")
 	flag.StringVar(&o.databaseURL, "database-url", envOr("SECRETHUB_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "Postgres admin URL; a database is created for the run and dropped after")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each scenario runs at each concurrency")
 	flag.StringVar(&conc, "concurrency", "1,16,64", "comma-separated concurrency levels")
 	flag.IntVar(&o.maxRequests, "max-requests", 500000, "upper bound on requests per scenario and level")
+	flag.StringVar(&only, "scenarios", "", "comma-separated substrings: run only the scenarios whose names contain one (the trivial handler always runs)")
 	flag.StringVar(&trivial, "trivial-listen", "", "internal: serve the trivial handler on this address")
 	flag.Parse()
 	if trivial != "" {
@@ -74,6 +76,11 @@ func run() error {
 			return fmt.Errorf("-concurrency: %q is not a level between 1 and 1024", s)
 		}
 		o.concurrency = append(o.concurrency, n)
+	}
+	for _, s := range strings.Split(only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.scenarios = append(o.scenarios, s)
+		}
 	}
 	if o.duration <= 0 || o.duration > time.Minute {
 		return errors.New("-duration: want between 0 and 1m")
@@ -148,20 +155,31 @@ func measure(o options) error {
 
 	fmt.Printf("secrethub %s vs a trivial Go handler, %s per scenario and level, %d CPUs\n\n", o.bin, o.duration, numCPU())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tconcurrency\treq/s\tp50\tp99\terrors\t% of trivial\t")
+	fmt.Fprintln(tw, "scenario\tconcurrency\treq/s\tp50\tp99\terrors\t% of trivial\tCPU µs/req: server\tpostgres\tloadgen\t")
 	var errNotes []string
 	for _, c := range o.concurrency {
 		var ceiling float64
 		for _, sc := range scenarios {
+			if sc.name != "trivial handler" && !selected(sc.name, o.scenarios) {
+				continue
+			}
+			serverPID := srv.Process.Pid
+			if sc.name == "trivial handler" {
+				serverPID = trivial.Process.Pid
+			}
+			before := sampleCPU(serverPID)
 			res := sc.run(c, o.duration, o.maxRequests)
+			cpu := sampleCPU(serverPID).sub(before)
 			ratio := "-"
 			if sc.name == "trivial handler" {
 				ceiling = res.rate
 			} else if ceiling > 0 {
 				ratio = fmt.Sprintf("%.1f%%", 100*res.rate/ceiling)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t\n", sc.name, c, res.rate,
-				res.p50.Round(time.Microsecond), res.p99.Round(time.Microsecond), res.errors, ratio)
+			n := float64(max(1, res.requests))
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%.0f\t%.0f\t%.0f\t\n", sc.name, c, res.rate,
+				res.p50.Round(time.Microsecond), res.p99.Round(time.Microsecond), res.errors, ratio,
+				cpu.server.Seconds()*1e6/n, cpu.postgres.Seconds()*1e6/n, cpu.self.Seconds()*1e6/n)
 			if res.firstErr != "" {
 				errNotes = append(errNotes, fmt.Sprintf("%s at %d: first error: %s", sc.name, c, res.firstErr))
 			}
@@ -193,6 +211,7 @@ type scenario struct {
 }
 
 type result struct {
+	requests int
 	rate     float64
 	p50, p99 time.Duration
 	errors   int
@@ -269,7 +288,7 @@ func (s scenario) run(c int, d time.Duration, max int) result {
 		}
 		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
 	}
-	return result{rate: float64(len(latencies)-errs) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), errors: errs, firstErr: firstErr}
+	return result{requests: len(latencies), rate: float64(len(latencies)-errs) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), errors: errs, firstErr: firstErr}
 }
 
 func createDatabase(ctx context.Context, adminURL string) (string, func(), error) {
@@ -426,3 +445,68 @@ func setupAppRole(base, root string) (string, string, error) {
 	s, _ := sid.Data["secret_id"].(string)
 	return r, s, nil
 }
+
+// selected reports whether name contains one of subs, or subs is empty.
+func selected(name string, subs []string) bool {
+	if len(subs) == 0 {
+		return true
+	}
+	for _, s := range subs {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// cpuTimes is CPU time (user + system) used so far by the server under
+// test, by every process named postgres (the whole cluster, other
+// databases included), and by this process (the load generator).
+type cpuTimes struct {
+	server, postgres, self time.Duration
+}
+
+func (a cpuTimes) sub(b cpuTimes) cpuTimes {
+	return cpuTimes{server: a.server - b.server, postgres: a.postgres - b.postgres, self: a.self - b.self}
+}
+
+// sampleCPU reads the CPU times from /proc; a process it cannot read
+// counts zero.
+func sampleCPU(serverPID int) cpuTimes {
+	t := cpuTimes{server: procCPU(strconv.Itoa(serverPID)), self: procCPU("self")}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			t.postgres += procCPU(e.Name())
+		}
+	}
+	return t
+}
+
+// procCPU returns utime + stime of /proc/<pid>/stat.
+func procCPU(pid string) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, which is 100 on every Linux architecture Go
+// supports.
+const clockTicks = 100
