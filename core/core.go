@@ -410,7 +410,11 @@ func (c *Core) activate(ctx context.Context, rootKey []byte, clusterName string)
 	}
 	sinks := make([]audit.Sink, len(c.auditSinks))
 	for i, s := range c.auditSinks {
-		sinks[i] = keepOpen{s.Sink}
+		if ps, ok := s.Sink.(audit.PipelineSink); ok {
+			sinks[i] = keepOpenPipeline{ps}
+		} else {
+			sinks[i] = keepOpen{s.Sink}
+		}
 	}
 	alog, err := audit.Open(ctx, keys, audit.Options{Now: c.now}, sinks...)
 	if err != nil {
@@ -490,6 +494,11 @@ type AuditSink struct {
 type keepOpen struct{ audit.Sink }
 
 func (keepOpen) Close() error { return nil }
+
+// keepOpenPipeline is keepOpen for a PipelineSink, which stays one.
+type keepOpenPipeline struct{ audit.PipelineSink }
+
+func (keepOpenPipeline) Close() error { return nil }
 
 // uuid returns a random version 4 UUID from the core's random source.
 func (c *Core) uuid() (string, error) {

@@ -21,6 +21,9 @@
 // Record group-commits: concurrent calls queue their events, and one writer
 // goroutine hands everything queued (up to Options.MaxBatch) to the sinks in
 // one Append, so a sink pays one durable commit per batch, not per event.
+// When the only sink is a PipelineSink, up to Options.MaxInFlight batches
+// are on their way at once: the next batch is sent while the one before it
+// commits.
 //
 // The sinks in this package are Memory (dev mode and tests) and File (JSON
 // lines); the Postgres sink is in package pgsink. docs/audit.md is the
@@ -145,6 +148,32 @@ type Sink interface {
 	Last(ctx context.Context) (Record, bool, error)
 	// Close releases the sink's resources.
 	Close() error
+}
+
+// PipelineSink is a Sink that can store a batch while the next one is
+// already on its way, so that a batch never waits for the round trip of
+// the one before it. The Log uses it when it is the only sink.
+//
+// StartAppend and WaitAppend are called from one goroutine at a time.
+// Every batch a sink stores through them must follow a record it already
+// holds: it stores recs only if it holds the record with Seq
+// recs[0].Seq-1 and Hash recs[0].PrevHash (or recs[0].Seq is 1), checked
+// after every earlier StartAppend has finished, atomically with storing
+// recs. So when a batch fails, the batches started after it fail too,
+// and the chain never gets a hole.
+type PipelineSink interface {
+	Sink
+	// StartAppend sends recs, which continue the chain after the
+	// records of the StartAppend before it, and returns without waiting
+	// for them to be stored. If it returns an error, recs are not stored
+	// and WaitAppend is not to be called for them.
+	StartAppend(ctx context.Context, recs []Record) error
+	// WaitAppend waits for the oldest StartAppend not yet waited for,
+	// and returns nil only when its records are durable, as Append
+	// does. ctx bounds the wait; a wait that ends on ctx may leave the
+	// outcome of this batch and of the later ones unknown (each of them
+	// then returns an error).
+	WaitAppend(ctx context.Context) error
 }
 
 // Source yields stored records in ascending Seq order, for Verify and

@@ -14,6 +14,7 @@ import (
 const (
 	DefaultMaxBatch     = 512
 	DefaultWriteTimeout = 30 * time.Second
+	DefaultMaxInFlight  = 2
 )
 
 // Options tune a Log. The zero value gives the defaults.
@@ -30,6 +31,11 @@ type Options struct {
 	// be re-read, and the Append to every sink. Default
 	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// MaxInFlight is how many batches may be on their way to a
+	// PipelineSink at once. Default DefaultMaxInFlight; 1 waits for each
+	// batch before sending the next. It has no effect unless the log has
+	// one sink and that sink is a PipelineSink.
+	MaxInFlight int
 }
 
 // Log is the audit log: it chains events and writes them to its sinks. It
@@ -41,6 +47,10 @@ type Log struct {
 	sinks        []Sink
 	maxBatch     int
 	writeTimeout time.Duration
+	// pipe is the only sink when it is a PipelineSink and MaxInFlight
+	// is above 1; nil otherwise.
+	pipe        PipelineSink
+	maxInFlight int
 
 	// mu guards closed, and is held for reading while sending on queue
 	// so that Close does not close queue under a sender.
@@ -114,6 +124,13 @@ func Open(ctx context.Context, keys Keys, opts Options, sinks ...Sink) (*Log, er
 	}
 	if l.writeTimeout <= 0 {
 		l.writeTimeout = DefaultWriteTimeout
+	}
+	l.maxInFlight = opts.MaxInFlight
+	if l.maxInFlight <= 0 {
+		l.maxInFlight = DefaultMaxInFlight
+	}
+	if ps, ok := sinks[0].(PipelineSink); ok && len(sinks) == 1 && l.maxInFlight > 1 {
+		l.pipe = ps
 	}
 	queueSize := opts.QueueSize
 	if queueSize <= 0 {
@@ -229,64 +246,74 @@ func (l *Log) Close() error {
 // else queued behind it up to maxBatch, and writes them as one batch.
 func (l *Log) run() {
 	defer close(l.done)
+	if l.pipe != nil {
+		l.runPipelined()
+		return
+	}
 	batch := make([]*pending, 0, l.maxBatch)
 	for {
 		p, ok := <-l.queue
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], p)
-	drain:
-		for len(batch) < l.maxBatch {
-			select {
-			case p, ok := <-l.queue:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, p)
-			default:
-				break drain
-			}
-		}
+		batch = l.fill(append(batch[:0], p))
 		l.write(batch)
 		clear(batch) // let the events be collected
 	}
 }
 
-// write chains batch onto the head and appends it to every sink, then tells
-// each waiting Record the outcome.
-//
-// If any sink fails, every event of the batch fails, the head is not moved,
-// and the next batch first re-reads the head from the first sink: the chain
-// continues from what the chain of record holds, whether the failed Append
-// stored nothing or (a commit whose acknowledgement was lost) everything.
-func (l *Log) write(batch []*pending) {
-	// Every queued event is written, even one whose caller has stopped
-	// waiting: the request it describes may have taken effect, and a log
-	// with an event too many is better than one with a hole.
-	live := batch
-	fail := func(err error) {
-		l.resync = true
-		err = fmt.Errorf("%w: %w", ErrNotRecorded, err)
-		for _, p := range live {
-			p.done <- err
+// fill appends to batch whatever is queued, without waiting, up to
+// maxBatch events.
+func (l *Log) fill(batch []*pending) []*pending {
+	for len(batch) < l.maxBatch {
+		select {
+		case p, ok := <-l.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, p)
+		default:
+			return batch
 		}
 	}
+	return batch
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
-	defer cancel()
+// fail tells every event of batch that it was not recorded, and makes
+// the next batch re-read the chain head first.
+func (l *Log) fail(batch []*pending, err error) {
+	l.resync = true
+	err = fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	for _, p := range batch {
+		p.done <- err
+	}
+}
+
+// succeed moves the committed head to head and tells every event of batch
+// that it is recorded.
+func (l *Log) succeed(batch []*pending, head chainHead) {
+	l.headMu.Lock()
+	l.committed = head
+	l.headMu.Unlock()
+	for _, p := range batch {
+		p.done <- nil
+	}
+}
+
+// chain turns batch into records that continue the chain from l.head, and
+// returns them with the head they lead to. It re-reads the head first if
+// a failed batch asked for it.
+func (l *Log) chain(ctx context.Context, batch []*pending) ([]Record, chainHead, error) {
 	if l.resync {
 		head, err := l.readHead(ctx)
 		if err != nil {
-			fail(err)
-			return
+			return nil, chainHead{}, err
 		}
 		l.head, l.resync = head, false
 	}
-
-	recs := make([]Record, len(live))
+	recs := make([]Record, len(batch))
 	seq, prev := l.head.seq, l.head.hash
-	for i, p := range live {
+	for i, p := range batch {
 		seq++
 		canon := canonical(seq, p.body)
 		h := sha256.New()
@@ -304,17 +331,125 @@ func (l *Log) write(batch []*pending) {
 		}
 		prev = sum
 	}
+	return recs, chainHead{seq: seq, hash: prev}, nil
+}
+
+// write chains batch onto the head and appends it to every sink, then tells
+// each waiting Record the outcome.
+//
+// If any sink fails, every event of the batch fails, the head is not moved,
+// and the next batch first re-reads the head from the first sink: the chain
+// continues from what the chain of record holds, whether the failed Append
+// stored nothing or (a commit whose acknowledgement was lost) everything.
+//
+// Every queued event is written, even one whose caller has stopped
+// waiting: the request it describes may have taken effect, and a log with
+// an event too many is better than one with a hole.
+func (l *Log) write(batch []*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
+	defer cancel()
+	recs, head, err := l.chain(ctx, batch)
+	if err != nil {
+		l.fail(batch, err)
+		return
+	}
 	for i, s := range l.sinks {
 		if err := s.Append(ctx, recs); err != nil {
-			fail(fmt.Errorf("append records %d..%d to sink %d: %w", recs[0].Seq, seq, i, err))
+			l.fail(batch, fmt.Errorf("append records %d..%d to sink %d: %w", recs[0].Seq, head.seq, i, err))
 			return
 		}
 	}
-	l.head = chainHead{seq: seq, hash: prev}
-	l.headMu.Lock()
-	l.committed = l.head
-	l.headMu.Unlock()
-	for _, p := range live {
-		p.done <- nil
+	l.head = head
+	l.succeed(batch, head)
+}
+
+// flight is a batch sent to the PipelineSink and not yet waited for.
+type flight struct {
+	batch  []*pending
+	head   chainHead // the head once the batch is stored
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// runPipelined is run with a PipelineSink: it sends a batch while up to
+// maxInFlight-1 earlier ones are still committing, so the sink always has
+// the next batch at hand.
+//
+// l.head runs ahead of what is committed: it is the head after the last
+// batch sent. When a batch fails, the ones sent after it fail too (the
+// sink refuses a batch whose predecessor it does not hold), so nothing is
+// sent until every batch in flight has been waited for; then the head is
+// re-read from the sink, as after a failure without pipelining.
+func (l *Log) runPipelined() {
+	var (
+		inflight []*flight
+		closed   bool
+		// failed is the first error of a batch since inflight was last
+		// empty: while it is set nothing is sent, and later batches
+		// that fail are reported with it, their likely cause.
+		failed error
+	)
+	for {
+		if len(inflight) == 0 {
+			if closed {
+				return
+			}
+			p, ok := <-l.queue
+			if !ok {
+				return
+			}
+			failed = nil
+			inflight, _ = l.send(inflight, l.fill([]*pending{p}))
+			continue
+		}
+		if !closed && failed == nil && len(inflight) < l.maxInFlight {
+			select {
+			case p, ok := <-l.queue:
+				if !ok {
+					closed = true
+					continue
+				}
+				inflight, failed = l.send(inflight, l.fill([]*pending{p}))
+				continue
+			default:
+			}
+		}
+		f := inflight[0]
+		inflight[0] = nil
+		inflight = inflight[1:]
+		err := l.pipe.WaitAppend(f.ctx)
+		f.cancel()
+		if err != nil {
+			err = fmt.Errorf("append records %d..%d: %w", f.head.seq-int64(len(f.batch))+1, f.head.seq, err)
+			if failed != nil {
+				err = fmt.Errorf("%w; a batch before it failed: %w", err, failed)
+			} else {
+				failed = err
+			}
+			l.fail(f.batch, err)
+			continue
+		}
+		l.succeed(f.batch, f.head)
 	}
+}
+
+// send chains batch and starts appending it, and returns inflight with
+// it added; if it cannot be started, the batch fails, and inflight is
+// returned as it was with the error.
+func (l *Log) send(inflight []*flight, batch []*pending) ([]*flight, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.writeTimeout)
+	recs, head, err := l.chain(ctx, batch)
+	if err == nil {
+		err = l.pipe.StartAppend(ctx, recs)
+		if err != nil {
+			err = fmt.Errorf("append records %d..%d: %w", recs[0].Seq, head.seq, err)
+		}
+	}
+	if err != nil {
+		cancel()
+		l.fail(batch, err)
+		return inflight, err
+	}
+	l.head = head
+	return append(inflight, &flight{batch: batch, head: head, ctx: ctx, cancel: cancel}), nil
 }

@@ -20,16 +20,29 @@
 // that is what lets the core audit thousands of requests a second. The
 // primary key on seq makes a second writer (or a retry of a batch whose
 // commit did land) fail rather than fork the chain.
+//
+// Sink is also an audit.PipelineSink: StartAppend sends a batch on a
+// connection of its own in pipeline mode, each batch its own implicit
+// transaction, and WaitAppend reads the outcomes in order, so the next
+// batch is already at the server while one commits. Postgres runs the
+// statements of one connection one after the other, and each batch's
+// INSERT inserts its rows only if the row it follows (seq and hash) is
+// there: if batch N fails, batch N+1 inserts nothing and fails too,
+// instead of leaving a hole in the chain.
 package pgsink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/secrethub/secrethub/core/audit"
@@ -37,6 +50,7 @@ import (
 
 var (
 	_ audit.Sink           = (*Sink)(nil)
+	_ audit.PipelineSink   = (*Sink)(nil)
 	_ audit.FilteredSource = (*Sink)(nil)
 )
 
@@ -69,6 +83,19 @@ const insertSQL = `INSERT INTO audit.events (seq, time, path, operation, result,
 		unnest($4::text[]) AS operation, unnest($5::text[]) AS result, unnest($6::bytea[]) AS prev_hash,
 		unnest($7::bytea[]) AS hash, unnest($8::bytea[]) AS signature, unnest($9::bytea[]) AS canonical) AS t`
 
+// linkedInsertSQL is insertSQL for a pipelined batch: it inserts the
+// rows only if the row they follow is stored ($10 is its seq, $11 its
+// hash; $10 = 0 for the first batch of a chain, which follows nothing). The
+// condition does not depend on the rows, so Postgres checks it once.
+// When it fails the statement inserts nothing, and StartAppend's batch
+// fails on the row count.
+const linkedInsertSQL = insertSQL + `
+	WHERE $10::bigint = 0 OR EXISTS (SELECT 1 FROM audit.events WHERE seq = $10 AND hash = $11::bytea)`
+
+// linkedInsertName names linkedInsertSQL, prepared on the pipeline's
+// connection.
+const linkedInsertName = "secrethub_audit_linked_insert"
+
 const (
 	lastSQL  = `SELECT ` + selectColumns + ` FROM audit.events ORDER BY seq DESC LIMIT 1`
 	pageSQL  = `SELECT ` + selectColumns + ` FROM audit.events WHERE seq >= $1 ORDER BY seq LIMIT $2`
@@ -86,9 +113,34 @@ type Option func(*pgxpool.Config)
 // parsed and before the pool is made: for tracers, TLS, timeouts, sizes.
 func WithPoolConfig(f func(*pgxpool.Config)) Option { return Option(f) }
 
-// Sink is the audit.events table. It is safe for concurrent use.
+// Sink is the audit.events table. It is safe for concurrent use, except
+// that StartAppend and WaitAppend are called from one goroutine at a time.
 type Sink struct {
 	pool *pgxpool.Pool
+
+	// pmu guards the pipeline state.
+	pmu sync.Mutex
+	// conn is the pipeline's connection, held while batches are in
+	// flight and between them; nil until the first StartAppend and after
+	// the connection broke.
+	conn *pgxpool.Conn
+	// pipe is the open pipeline on conn, nil when no batch is in flight.
+	pipe *pgconn.Pipeline
+	// cancel ends pipe's context, which breaks the connection: the way a
+	// wait is bounded.
+	cancel context.CancelFunc
+	// inflight are the batches started and not yet waited for, oldest
+	// first.
+	inflight []sent
+	// broken is why the connection broke; the batches still in flight
+	// fail with it.
+	broken error
+}
+
+// sent is a batch sent on the pipeline.
+type sent struct {
+	first, last int64
+	rows        int64
 }
 
 // Open connects to the database at databaseURL (a postgres:// URL or a
@@ -126,6 +178,209 @@ func (s *Sink) Append(ctx context.Context, recs []audit.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	_, err := s.pool.Exec(ctx, insertSQL, columns(recs)...)
+	if err != nil {
+		return fmt.Errorf("audit: pgsink: insert records %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, err)
+	}
+	return nil
+}
+
+// StartAppend sends recs on the pipeline's connection as one implicit
+// transaction that inserts them only if the record before them is stored,
+// and returns without waiting for the outcome (see WaitAppend). ctx bounds
+// getting a connection and sending.
+func (s *Sink) StartAppend(ctx context.Context, recs []audit.Record) error {
+	if len(recs) == 0 {
+		return errors.New("audit: pgsink: start append: no records")
+	}
+	first, last := recs[0].Seq, recs[len(recs)-1].Seq
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.broken != nil {
+		// Earlier batches in flight are lost with the connection; this
+		// one follows them and must not be sent on a new one.
+		return fmt.Errorf("audit: pgsink: start append of records %d..%d: %w", first, last, s.broken)
+	}
+	if s.pipe == nil {
+		if err := s.openPipeline(ctx); err != nil {
+			return fmt.Errorf("audit: pgsink: start append of records %d..%d: %w", first, last, err)
+		}
+	}
+	params, err := s.encodeLinked(recs)
+	if err != nil {
+		return fmt.Errorf("audit: pgsink: start append of records %d..%d: %w", first, last, err)
+	}
+	stop := context.AfterFunc(ctx, s.cancel)
+	defer stop()
+	s.pipe.SendQueryPrepared(linkedInsertName, params, binaryFormats[:], nil)
+	if err := s.pipe.Sync(); err != nil {
+		s.breakPipeline(err)
+		return fmt.Errorf("audit: pgsink: start append of records %d..%d: send: %w", first, last, err)
+	}
+	s.inflight = append(s.inflight, sent{first: first, last: last, rows: int64(len(recs))})
+	return nil
+}
+
+// WaitAppend waits for the oldest batch in flight: its INSERT and the
+// commit at its Sync. ctx bounds the wait; when it ends, the connection is
+// closed, and this batch and every later one in flight fail.
+func (s *Sink) WaitAppend(ctx context.Context) error {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if len(s.inflight) == 0 {
+		return errors.New("audit: pgsink: wait append: no batch in flight")
+	}
+	b := s.inflight[0]
+	s.inflight = s.inflight[1:]
+	err := s.waitLocked(ctx, b)
+	if len(s.inflight) == 0 {
+		s.closePipeline()
+	}
+	if err != nil {
+		return fmt.Errorf("audit: pgsink: insert records %d..%d: %w", b.first, b.last, err)
+	}
+	return nil
+}
+
+// waitLocked reads the results of batch b: the INSERT's, then the Sync's.
+func (s *Sink) waitLocked(ctx context.Context, b sent) error {
+	if s.broken != nil {
+		return s.broken
+	}
+	stop := context.AfterFunc(ctx, s.cancel)
+	defer stop()
+	var inserted int64
+	var stmtErr error
+	for {
+		res, err := s.pipe.GetResults()
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr):
+			// The server skips the rest of the batch up to its Sync,
+			// and reports the error once.
+			if stmtErr == nil {
+				stmtErr = err
+			}
+			continue
+		case err != nil:
+			s.breakPipeline(err)
+			return s.broken
+		}
+		switch r := res.(type) {
+		case *pgconn.ResultReader:
+			tag, err := r.Close()
+			if err != nil {
+				if stmtErr == nil {
+					stmtErr = err
+				}
+				continue
+			}
+			inserted = tag.RowsAffected()
+		case *pgconn.PipelineSync:
+			// The transaction has ended: committed unless an error came
+			// first.
+			if stmtErr != nil {
+				return stmtErr
+			}
+			if inserted != b.rows {
+				return fmt.Errorf("%d of %d rows inserted: the record before them (seq %d) is not stored with the hash they follow, as when the batch before them failed", inserted, b.rows, b.first-1)
+			}
+			return nil
+		case nil:
+			s.breakPipeline(errors.New("pipeline: no result for a batch in flight"))
+			return s.broken
+		}
+	}
+}
+
+// openPipeline gets the pipeline's connection if it has none, prepares
+// linkedInsertSQL on it, and starts a pipeline.
+func (s *Sink) openPipeline(ctx context.Context) error {
+	if s.conn == nil {
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("acquire a connection: %w", err)
+		}
+		if _, err := conn.Conn().Prepare(ctx, linkedInsertName, linkedInsertSQL); err != nil {
+			conn.Release()
+			return fmt.Errorf("prepare: %w", err)
+		}
+		s.conn = conn
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	s.pipe = s.conn.Conn().PgConn().StartPipeline(pctx)
+	s.cancel = cancel
+	return nil
+}
+
+// closePipeline ends the pipeline once no batch is in flight, keeping the
+// connection for the next one; after a break it releases the connection
+// and clears the break.
+func (s *Sink) closePipeline() {
+	if s.pipe != nil {
+		if err := s.pipe.Close(); err != nil && s.broken == nil {
+			s.broken = err
+		}
+		s.pipe = nil
+	}
+	if s.cancel != nil {
+		s.cancel()
+		s.cancel = nil
+	}
+	if s.broken != nil && s.conn != nil {
+		// A pipeline that failed closed its connection; Release
+		// destroys a closed connection instead of pooling it.
+		_ = s.conn.Conn().Close(context.Background())
+		s.conn.Release()
+		s.conn = nil
+	}
+	s.broken = nil
+}
+
+// breakPipeline records that the connection failed with err: every batch
+// in flight fails, and none is sent until they have been waited for.
+func (s *Sink) breakPipeline(err error) {
+	if s.broken == nil {
+		s.broken = fmt.Errorf("connection lost, outcome unknown: %w", err)
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+// binaryFormats sends every parameter of linkedInsertSQL in binary.
+var binaryFormats = [11]int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+
+// linkedParamOIDs are the types of linkedInsertSQL's parameters.
+var linkedParamOIDs = [11]uint32{
+	pgtype.Int8ArrayOID, pgtype.TimestamptzArrayOID, pgtype.TextArrayOID, pgtype.TextArrayOID, pgtype.TextArrayOID,
+	pgtype.ByteaArrayOID, pgtype.ByteaArrayOID, pgtype.ByteaArrayOID, pgtype.ByteaArrayOID,
+	pgtype.Int8OID, pgtype.ByteaOID,
+}
+
+// encodeLinked encodes the parameters of linkedInsertSQL for recs.
+func (s *Sink) encodeLinked(recs []audit.Record) ([][]byte, error) {
+	args := columns(recs)
+	prevSeq := recs[0].Seq - 1
+	prevHash := recs[0].PrevHash
+	if prevHash == nil {
+		prevHash = []byte{}
+	}
+	values := append(args, prevSeq, prevHash)
+	m := s.conn.Conn().TypeMap()
+	params := make([][]byte, len(values))
+	for i, v := range values {
+		b, err := m.Encode(linkedParamOIDs[i], pgtype.BinaryFormatCode, v, nil)
+		if err != nil {
+			return nil, fmt.Errorf("encode parameter %d: %w", i+1, err)
+		}
+		params[i] = b
+	}
+	return params, nil
+}
+
+// columns returns the nine column arrays of insertSQL for recs.
+func columns(recs []audit.Record) []any {
 	var (
 		seqs                        = make([]int64, len(recs))
 		times                       = make([]time.Time, len(recs))
@@ -136,15 +391,22 @@ func (s *Sink) Append(ctx context.Context, recs []audit.Record) error {
 		seqs[i], times[i], paths[i], ops[i], results[i] = r.Seq, r.Time, r.Event.Path, r.Event.Operation, r.Event.Result
 		prevs[i], hashes[i], sigs[i], canons[i] = r.PrevHash, r.Hash, r.Signature, r.Canonical
 	}
-	_, err := s.pool.Exec(ctx, insertSQL, seqs, times, paths, ops, results, prevs, hashes, sigs, canons)
-	if err != nil {
-		return fmt.Errorf("audit: pgsink: insert records %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, err)
-	}
-	return nil
+	return []any{seqs, times, paths, ops, results, prevs, hashes, sigs, canons}
 }
 
-// Last returns the record with the highest seq.
+// Last returns the record with the highest seq. The query only reads, so
+// it is tried a second time when the first fails while ctx is live: the
+// log reads the head after a failure, when the pool's idle connections may
+// have died with the one that failed (a restarted server).
 func (s *Sink) Last(ctx context.Context) (audit.Record, bool, error) {
+	rec, ok, err := s.last(ctx)
+	if err != nil && ctx.Err() == nil {
+		rec, ok, err = s.last(ctx)
+	}
+	return rec, ok, err
+}
+
+func (s *Sink) last(ctx context.Context) (audit.Record, bool, error) {
 	rows, err := s.pool.Query(ctx, lastSQL)
 	if err != nil {
 		return audit.Record{}, false, fmt.Errorf("audit: pgsink: read last record: %w", err)
@@ -231,7 +493,18 @@ func scanRecord(row pgx.CollectableRow) (audit.Record, error) {
 }
 
 // Close closes the pool, waiting for connections in use to be returned.
+// Batches still in flight fail.
 func (s *Sink) Close() error {
+	s.pmu.Lock()
+	if s.pipe != nil {
+		s.breakPipeline(errors.New("sink closed"))
+		s.inflight = nil
+		s.closePipeline()
+	} else if s.conn != nil {
+		s.conn.Release()
+		s.conn = nil
+	}
+	s.pmu.Unlock()
 	s.pool.Close()
 	return nil
 }

@@ -572,3 +572,280 @@ func BenchmarkRecordPostgres(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// chainOf returns n valid records (1..n), made by a Log over a Memory sink.
+func chainOf(t *testing.T, keys audit.Keys, n int) []audit.Record {
+	t.Helper()
+	mem := audit.NewMemory()
+	l, err := audit.New(keys, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, l, 1, n)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var recs []audit.Record
+	for r, err := range mem.Records(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// TestPipelineFailureLeavesNoHole sends a batch that fails and, before
+// its outcome is read, the batch that follows it: the second must not be
+// stored either.
+func TestPipelineFailureLeavesNoHole(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	dbURL := pgtest.NewDatabase(t)
+	s := openSink(t, dbURL)
+	t.Cleanup(func() { s.Close() })
+	recs := chainOf(t, keys, 6)
+
+	// Batch 1 (records 1..3) fails in the database: a canonical that is
+	// not JSON cannot become the event jsonb.
+	bad := slices.Clone(recs[:3])
+	bad[1].Canonical = []byte("not json")
+	if err := s.StartAppend(t.Context(), bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartAppend(t.Context(), recs[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitAppend(t.Context()); err == nil || !strings.Contains(err.Error(), "jsonb") && !strings.Contains(err.Error(), "json") {
+		t.Fatalf("first WaitAppend = %v, want the database's JSON error", err)
+	}
+	err := s.WaitAppend(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "0 of 3 rows inserted") || !strings.Contains(err.Error(), "seq 3") {
+		t.Fatalf("second WaitAppend = %v, want a refusal for the missing record 3", err)
+	}
+	if _, ok, err := s.Last(t.Context()); err != nil || ok {
+		t.Fatalf("Last = %v, %v; want an empty table", ok, err)
+	}
+
+	// The same connection goes on: both batches, sent again, are stored
+	// and the chain verifies.
+	if err := s.StartAppend(t.Context(), recs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartAppend(t.Context(), recs[3:]); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := s.WaitAppend(t.Context()); err != nil {
+			t.Fatalf("WaitAppend %d: %v", i+1, err)
+		}
+	}
+	if rep := verify(t, s, &keys); !rep.OK || rep.Records != 6 {
+		t.Errorf("Verify = %+v, want OK over 6", rep)
+	}
+
+	// A batch that does not follow the head (a record skipped) is refused
+	// on its own too.
+	more := chainOf(t, keys, 8)
+	if err := s.StartAppend(t.Context(), more[7:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitAppend(t.Context()); err == nil || !strings.Contains(err.Error(), "seq 7") {
+		t.Fatalf("WaitAppend of record 8 after 6 = %v, want a refusal", err)
+	}
+}
+
+// pipelineAppend stores recs through the pipeline and waits for them.
+func pipelineAppend(t *testing.T, s *pgsink.Sink, recs []audit.Record) {
+	t.Helper()
+	if err := s.StartAppend(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitAppend(t.Context()); err != nil {
+		t.Fatalf("WaitAppend of records %d..: %v", recs[0].Seq, err)
+	}
+}
+
+// lockEvents takes an exclusive lock on audit.events in a transaction on
+// conn, so that inserts wait; the test rolls it back.
+func lockEvents(t *testing.T, conn *pgx.Conn) pgx.Tx {
+	t.Helper()
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(t.Context(), `LOCK TABLE audit.events IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// lockWaiters counts the other sessions of the database waiting on a lock.
+const lockWaiters = `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+	AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`
+
+// TestPipelineConnectionKilled kills the pipeline's connection with
+// batches in flight: they fail, and the sink goes on with a new one.
+func TestPipelineConnectionKilled(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	dbURL := pgtest.NewDatabase(t)
+	s := openSink(t, dbURL)
+	t.Cleanup(func() { s.Close() })
+	conn := connect(t, dbURL)
+	recs := chainOf(t, keys, 5)
+	pipelineAppend(t, s, recs[:1])
+
+	// Hold the table so that batches stay in flight, then kill the
+	// connection they are on.
+	tx := lockEvents(t, conn)
+	if err := s.StartAppend(t.Context(), recs[1:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartAppend(t.Context(), recs[3:]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pipeline waiting on the lock", func() bool {
+		var n int
+		_ = tx.QueryRow(t.Context(), lockWaiters).Scan(&n)
+		return n == 1
+	})
+	if _, err := tx.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()
+		AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := s.WaitAppend(t.Context()); err == nil {
+			t.Fatalf("WaitAppend %d after the connection was killed succeeded", i+1)
+		}
+	}
+	pipelineAppend(t, s, recs[1:3])
+	pipelineAppend(t, s, recs[3:])
+	if rep := verify(t, s, &keys); !rep.OK || rep.Records != 5 {
+		t.Errorf("Verify = %+v, want OK over 5", rep)
+	}
+}
+
+// TestPipelineWaitTimeout bounds a wait with its context: the batch fails
+// and the next one goes through.
+func TestPipelineWaitTimeout(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	dbURL := pgtest.NewDatabase(t)
+	s := openSink(t, dbURL)
+	t.Cleanup(func() { s.Close() })
+	conn := connect(t, dbURL)
+	recs := chainOf(t, keys, 2)
+	pipelineAppend(t, s, recs[:1])
+
+	tx := lockEvents(t, conn)
+	if err := s.StartAppend(t.Context(), recs[1:]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.WaitAppend(ctx); err == nil {
+		t.Fatal("WaitAppend with a done context succeeded")
+	}
+	// The outcome of record 2 is unknown to the sink: the server may
+	// still insert it once the lock is free. Here its session is ended
+	// first, so it is not stored, and the same batch goes through again.
+	if _, err := tx.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()
+		AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the waiting session to end", func() bool {
+		var n int
+		_ = tx.QueryRow(t.Context(), lockWaiters).Scan(&n)
+		return n == 0
+	})
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pipelineAppend(t, s, recs[1:])
+	if rep := verify(t, s, &keys); !rep.OK || rep.Records != 2 {
+		t.Errorf("Verify = %+v, want OK over 2", rep)
+	}
+}
+
+// TestPipelinedLogUnderFaults records from many goroutines while some
+// events make their batch fail: every event Record acknowledged is
+// stored, and the chain verifies with no hole.
+func TestPipelinedLogUnderFaults(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	dbURL := pgtest.NewDatabase(t)
+	l, s := openLog(t, keys, dbURL)
+	conn := connect(t, dbURL)
+	exec(t, conn, `CREATE FUNCTION audit.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.path LIKE '%/poison' THEN RAISE EXCEPTION 'injected audit fault'; END IF; RETURN NEW; END $$`)
+	exec(t, conn, `CREATE TRIGGER poison BEFORE INSERT ON audit.events FOR EACH ROW EXECUTE FUNCTION audit.poison()`)
+
+	const workers, each = 16, 40
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				ev := event(w*each + i)
+				if i%7 == 3 {
+					ev.Path = "secrets/app/poison"
+				}
+				err := l.Record(t.Context(), ev)
+				switch {
+				case err == nil && i%7 == 3:
+					t.Errorf("Record of a poisoned event succeeded")
+				case err == nil:
+					mu.Lock()
+					acked = append(acked, ev.RequestID)
+					mu.Unlock()
+				case !errors.Is(err, audit.ErrNotRecorded):
+					t.Errorf("Record = %v, want ErrNotRecorded", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rep := verify(t, s, &keys)
+	if !rep.OK {
+		t.Fatalf("Verify = %+v", rep)
+	}
+	stored := map[string]bool{}
+	for r, err := range s.Records(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored[r.Event.RequestID] = true
+	}
+	for _, id := range acked {
+		if !stored[id] {
+			t.Errorf("event %s acknowledged but not stored", id)
+		}
+	}
+	if seq, _ := l.Head(); seq != rep.LastSeq {
+		t.Errorf("Head = %d, stored chain ends at %d", seq, rep.LastSeq)
+	}
+	t.Logf("%d of %d events acknowledged, %d stored", len(acked), workers*each, rep.Records)
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatalf("test ended waiting for %s", what)
+		}
+	}
+}
