@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/secrethub/secrethub/core/storage"
 )
@@ -45,4 +46,26 @@ func PutJSON(ctx context.Context, s Storage, key string, v any) error {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
+}
+
+// ListKeys returns the keys directly under prefix, relative to it, without
+// the deeper "folders" s.List also names. The error is s.List's, unwrapped,
+// for the caller to put in context.
+func ListKeys(ctx context.Context, s Storage, prefix string) ([]string, error) {
+	entries, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(entries))
+	for _, k := range entries {
+		if !strings.HasSuffix(k, "/") {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// ListResponse answers a LIST with keys, as Vault does: {"keys": [...]}.
+func ListResponse(keys []string) *Response {
+	return &Response{Data: map[string]any{"keys": keys}}
 }

@@ -143,17 +143,11 @@ func (e *Engine) readCert(ctx context.Context, arg string) (*logical.Response, e
 // listCerts lists the serials of stored certificates, hex bytes joined by
 // "-" as Vault lists them.
 func (e *Engine) listCerts(ctx context.Context) (*logical.Response, error) {
-	keys, err := e.storage.List(ctx, certsPrefix)
+	serials, err := logical.ListKeys(ctx, e.storage, certsPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pki: list certificates: %w", err)
 	}
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			out = append(out, k)
-		}
-	}
-	return &logical.Response{Data: map[string]any{"keys": out}}, nil
+	return logical.ListResponse(serials), nil
 }
 
 func (e *Engine) handleRevoke(ctx context.Context, data map[string]any) (*logical.Response, error) {

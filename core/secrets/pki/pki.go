@@ -51,6 +51,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
+	"github.com/secrethub/secrethub/core/logical/rolestore"
 )
 
 var (
@@ -143,6 +144,7 @@ type Engine struct {
 	defaultTTL  time.Duration
 	maxTTL      time.Duration
 	crlValidity time.Duration
+	roleStore   *rolestore.Store[roleEntry]
 
 	// ca is the parsed CA, or nil before it was first loaded. Readers load
 	// it without a lock; writers replace it holding caMu.
@@ -181,6 +183,7 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 		defaultTTL:  cfg.DefaultTTL,
 		maxTTL:      cfg.MaxTTL,
 		crlValidity: cfg.CRLValidity,
+		roleStore:   rolestore.New[roleEntry](s, "pki", rolePrefix),
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -305,13 +308,13 @@ func (e *Engine) HandleRequest(ctx context.Context, req *logical.Request) (*logi
 	case rt.kind == "intermediate/set-signed" && write:
 		return e.handleSetSigned(ctx, data)
 	case rt.kind == "roles" && op == logical.OpList:
-		return e.listRoles(ctx)
+		return e.roleStore.List(ctx)
 	case rt.kind == "role" && read:
 		return e.readRole(ctx, rt.arg)
 	case rt.kind == "role" && write:
 		return e.writeRole(ctx, rt.arg, data)
 	case rt.kind == "role" && op == logical.OpDelete:
-		return e.deleteRole(ctx, rt.arg)
+		return nil, e.roleStore.Delete(ctx, rt.arg)
 	case rt.kind == "issue" && write:
 		return e.handleIssue(ctx, rt.arg, data)
 	case rt.kind == "sign" && write:
@@ -345,7 +348,7 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 	if err != nil || rt.kind != "role" {
 		return err == nil, nil
 	}
-	r, err := e.getRole(ctx, rt.arg)
+	r, err := e.roleStore.Get(ctx, rt.arg)
 	if err != nil {
 		return false, err
 	}

@@ -2,9 +2,6 @@ package pki
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
@@ -161,26 +158,10 @@ func parseRole(data map[string]any, mountMaxTTL time.Duration) (*roleEntry, erro
 	return r, nil
 }
 
-// getRole reads a role; nil when there is none.
-func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
-	raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("pki: read role %q: %w", name, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	var r roleEntry
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("pki: decode role %q: %w", name, err)
-	}
-	return &r, nil
-}
-
 // mustRole reads the role a request names. An unknown role is bad input
 // (400), as in Vault: the request names something that does not exist.
 func (e *Engine) mustRole(ctx context.Context, name string) (*roleEntry, error) {
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err == nil && r == nil {
 		err = logical.Invalid("role", "unknown role %q", name)
 	}
@@ -192,23 +173,16 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("pki: encode role %q: %w", name, err)
-	}
-	if err := e.storage.Put(ctx, rolePrefix+name, raw); err != nil {
-		return nil, fmt.Errorf("pki: write role %q: %w", name, err)
-	}
-	return nil, nil
+	return nil, e.roleStore.Put(ctx, name, r)
 }
 
 func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, error) {
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	if r == nil {
-		return nil, fmt.Errorf("pki: role %q: %w", name, logical.ErrNotFound)
+		return nil, e.roleStore.NotFound(name)
 	}
 	data := map[string]any{
 		"key_type": r.KeyType,
@@ -223,27 +197,6 @@ func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, 
 		data[l.name] = nonNil(*l.dst(r))
 	}
 	return &logical.Response{Data: data}, nil
-}
-
-func (e *Engine) deleteRole(ctx context.Context, name string) (*logical.Response, error) {
-	if err := e.storage.Delete(ctx, rolePrefix+name); err != nil {
-		return nil, fmt.Errorf("pki: delete role %q: %w", name, err)
-	}
-	return nil, nil
-}
-
-func (e *Engine) listRoles(ctx context.Context) (*logical.Response, error) {
-	keys, err := e.storage.List(ctx, rolePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("pki: list roles: %w", err)
-	}
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			names = append(names, k)
-		}
-	}
-	return &logical.Response{Data: map[string]any{"keys": names}}, nil
 }
 
 // effectiveMaxTTL is the longest TTL a certificate of r may have.
