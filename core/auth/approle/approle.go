@@ -54,6 +54,7 @@ import (
 	"github.com/secrethub/secrethub/core/auth/internal/ratelimit"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
+	"github.com/secrethub/secrethub/core/logical/rolestore"
 )
 
 var (
@@ -112,6 +113,8 @@ type Engine struct {
 	storage logical.Storage
 	now     func() time.Time
 	rand    io.Reader
+	// roleStore keeps the role entries (role/<name>).
+	roleStore *rolestore.Store[roleEntry]
 
 	// sources and roles limit failed logins; nil when rate limiting is off.
 	sources *ratelimit.Limiter
@@ -135,7 +138,10 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 	if cfg.MaxTrackedKeys < 0 {
 		return nil, fmt.Errorf("approle: MaxTrackedKeys must not be negative, got %d", cfg.MaxTrackedKeys)
 	}
-	e := &Engine{storage: s, now: cfg.Now, rand: cfg.Rand, seed: maphash.MakeSeed()}
+	e := &Engine{
+		storage: s, now: cfg.Now, rand: cfg.Rand, seed: maphash.MakeSeed(),
+		roleStore: rolestore.New[roleEntry](s, "approle", rolePrefix),
+	}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -219,7 +225,7 @@ func (e *Engine) HandleRequest(ctx context.Context, req *logical.Request) (*logi
 	case rt.kind == "login" && write:
 		return e.login(ctx, req, data)
 	case rt.kind == "roles" && req.Operation == logical.OpList:
-		return e.listRoles(ctx)
+		return e.roleStore.List(ctx)
 	case rt.kind == "role" && req.Operation == logical.OpRead:
 		return e.readRole(ctx, rt.name)
 	case rt.kind == "role" && write:
@@ -260,7 +266,7 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 	if err != nil || rt.kind != "role" {
 		return err == nil, nil
 	}
-	r, err := e.getRole(ctx, rt.name)
+	r, err := e.roleStore.Get(ctx, rt.name)
 	if err != nil {
 		return false, err
 	}

@@ -188,7 +188,7 @@ func (e *Engine) checkLogin(ctx context.Context, addr netip.Addr, roleID, secret
 
 	unlock := e.lockRole(name)
 	defer unlock()
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("approle: login: %w", err)
 	}

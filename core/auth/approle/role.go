@@ -168,43 +168,13 @@ func (r *roleEntry) validate() error {
 	return nil
 }
 
-// getRole reads a role; nil when there is none.
-func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
-	raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("approle: read role %q: %w", name, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	var r roleEntry
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("approle: decode role %q: %w", name, err)
-	}
-	return &r, nil
-}
-
 // mustRole reads a role that the request needs to exist.
 func (e *Engine) mustRole(ctx context.Context, name string) (*roleEntry, error) {
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err == nil && r == nil {
-		err = fmt.Errorf("approle: role %q: %w", name, logical.ErrNotFound)
+		err = e.roleStore.NotFound(name)
 	}
 	return r, err
-}
-
-func (e *Engine) listRoles(ctx context.Context) (*logical.Response, error) {
-	keys, err := e.storage.List(ctx, rolePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("approle: list roles: %w", err)
-	}
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			names = append(names, k)
-		}
-	}
-	return &logical.Response{Data: map[string]any{"keys": names}}, nil
 }
 
 func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, error) {
@@ -248,7 +218,7 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	}
 	unlock := e.lockRole(name)
 	defer unlock()
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +279,7 @@ func (e *Engine) storeRole(ctx context.Context, name string, r *roleEntry, oldRo
 func (e *Engine) deleteRole(ctx context.Context, name string) (*logical.Response, error) {
 	unlock := e.lockRole(name)
 	defer unlock()
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err != nil || r == nil {
 		return nil, err
 	}

@@ -168,17 +168,11 @@ func (e *Engine) listSecretIDs(ctx context.Context, name string) (*logical.Respo
 	if _, err := e.mustRole(ctx, name); err != nil {
 		return nil, err
 	}
-	keys, err := e.storage.List(ctx, accessorPrefix+name+"/")
+	accs, err := logical.ListKeys(ctx, e.storage, accessorPrefix+name+"/")
 	if err != nil {
 		return nil, fmt.Errorf("approle: list secret IDs of role %q: %w", name, err)
 	}
-	accs := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			accs = append(accs, k)
-		}
-	}
-	return &logical.Response{Data: map[string]any{"keys": accs}}, nil
+	return logical.ListResponse(accs), nil
 }
 
 // secretIDFromData reads the secret_id field of a lookup or destroy.
@@ -479,7 +473,7 @@ func (e *Engine) Tidy(ctx context.Context) (int, error) {
 func (e *Engine) tidyRole(ctx context.Context, name string) (int, error) {
 	unlock := e.lockRole(name)
 	defer unlock()
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err != nil {
 		return 0, err
 	}

@@ -52,6 +52,7 @@ import (
 	"github.com/secrethub/secrethub/core/auth/internal/ratelimit"
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
+	"github.com/secrethub/secrethub/core/logical/rolestore"
 )
 
 var (
@@ -118,6 +119,8 @@ type Engine struct {
 	// sources limits failed logins; nil when rate limiting is off.
 	sources *ratelimit.Limiter
 
+	roleStore *rolestore.Store[roleEntry]
+
 	// mu serialises writes of config and roles, which read, merge and
 	// write back.
 	mu sync.Mutex
@@ -140,6 +143,7 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 	e := &Engine{
 		storage: s, now: cfg.Now, log: cfg.Logger, timeout: cfg.ReviewTimeout,
 		localCA: cfg.LocalCACertFile, localToken: cfg.LocalTokenFile,
+		roleStore: rolestore.New[roleEntry](s, "kubernetes auth", rolePrefix),
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -226,7 +230,7 @@ func (e *Engine) HandleRequest(ctx context.Context, req *logical.Request) (*logi
 	case rt.kind == "config" && write:
 		return e.writeConfig(ctx, data)
 	case rt.kind == "roles" && req.Operation == logical.OpList:
-		return e.listRoles(ctx)
+		return e.roleStore.List(ctx)
 	case rt.kind == "role" && req.Operation == logical.OpRead:
 		return e.readRole(ctx, rt.name)
 	case rt.kind == "role" && write:

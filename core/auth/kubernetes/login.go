@@ -232,7 +232,7 @@ func (e *Engine) checkLogin(ctx context.Context, role, jwt string) (*logical.Res
 	if cfg == nil {
 		return nil, logical.Invalid("config", "the Kubernetes auth method is not configured yet: write its config (kubernetes_host, kubernetes_ca_cert, token_reviewer_jwt) first")
 	}
-	r, err := e.getRole(ctx, role)
+	r, err := e.roleStore.Get(ctx, role)
 	if err != nil {
 		return nil, err
 	}

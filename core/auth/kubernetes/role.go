@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -298,26 +297,10 @@ func (r *roleEntry) bound(namespace, name string) (bool, string) {
 	return true, ""
 }
 
-// getRole reads a role; nil when there is none.
-func (e *Engine) getRole(ctx context.Context, name string) (*roleEntry, error) {
-	raw, err := logical.GetOptional(ctx, e.storage, rolePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes auth: read role %q: %w", name, err)
-	}
-	if raw == nil {
-		return nil, nil
-	}
-	var r roleEntry
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("kubernetes auth: decode role %q: %w", name, err)
-	}
-	return &r, nil
-}
-
 func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any) (*logical.Response, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -327,12 +310,8 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if err := applyRole(r, data); err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes auth: encode role %q: %w", name, err)
-	}
-	if err := e.storage.Put(ctx, rolePrefix+name, raw); err != nil {
-		return nil, fmt.Errorf("kubernetes auth: write role %q: %w", name, err)
+	if err := e.roleStore.Put(ctx, name, r); err != nil {
+		return nil, err
 	}
 	if r.Audience == "" {
 		return &logical.Response{Warnings: []string{"no audience: any token of a bound service account logs in, including tokens issued for other services; set audience and project tokens for it"}}, nil
@@ -341,12 +320,12 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 }
 
 func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, error) {
-	r, err := e.getRole(ctx, name)
+	r, err := e.roleStore.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	if r == nil {
-		return nil, fmt.Errorf("kubernetes auth: role %q: %w", name, logical.ErrNotFound)
+		return nil, e.roleStore.NotFound(name)
 	}
 	return &logical.Response{Data: map[string]any{
 		"bound_service_account_names":      nonNil(r.BoundNames),
@@ -362,27 +341,10 @@ func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, 
 	}}, nil
 }
 
-func (e *Engine) listRoles(ctx context.Context) (*logical.Response, error) {
-	keys, err := e.storage.List(ctx, rolePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes auth: list roles: %w", err)
-	}
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			names = append(names, k)
-		}
-	}
-	return &logical.Response{Data: map[string]any{"keys": names}}, nil
-}
-
 func (e *Engine) deleteRole(ctx context.Context, name string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.storage.Delete(ctx, rolePrefix+name); err != nil {
-		return fmt.Errorf("kubernetes auth: delete role %q: %w", name, err)
-	}
-	return nil
+	return e.roleStore.Delete(ctx, name)
 }
 
 func seconds(d time.Duration) int { return int(d / time.Second) }
