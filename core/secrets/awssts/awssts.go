@@ -49,6 +49,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
+	"github.com/secrethub/secrethub/core/logical/rolestore"
 )
 
 var (
@@ -119,6 +120,7 @@ type Engine struct {
 	now        func() time.Time
 	rand       io.Reader
 	httpClient *http.Client
+	roleStore  *rolestore.Store[roleEntry]
 }
 
 // New returns an engine over s, its storage view.
@@ -126,7 +128,10 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 	if s == nil {
 		return nil, errors.New("awssts: nil storage")
 	}
-	e := &Engine{storage: s, now: cfg.Now, rand: cfg.Rand, httpClient: cfg.HTTPClient}
+	e := &Engine{
+		storage: s, now: cfg.Now, rand: cfg.Rand, httpClient: cfg.HTTPClient,
+		roleStore: rolestore.New[roleEntry](s, "aws", rolePrefix),
+	}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -188,13 +193,13 @@ func (e *Engine) HandleRequest(ctx context.Context, req *logical.Request) (*logi
 	case rt.kind == "config/lease" && write:
 		return e.writeLease(ctx, data)
 	case rt.kind == "roles" && op == logical.OpList:
-		return e.listRoles(ctx)
+		return e.roleStore.List(ctx)
 	case rt.kind == "role" && op == logical.OpRead:
 		return e.readRole(ctx, rt.name)
 	case rt.kind == "role" && write:
 		return e.writeRole(ctx, rt.name, data)
 	case rt.kind == "role" && op == logical.OpDelete:
-		return e.deleteRole(ctx, rt.name)
+		return nil, e.roleStore.Delete(ctx, rt.name)
 	case (rt.kind == "creds" || rt.kind == "sts") && (op == logical.OpRead || write):
 		return e.issue(ctx, rt.name, rt.kind == "sts", data)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
@@ -201,7 +200,7 @@ func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, 
 		return nil, err
 	}
 	if r == nil {
-		return nil, fmt.Errorf("aws: role %q: %w", name, logical.ErrNotFound)
+		return nil, e.roleStore.NotFound(name)
 	}
 	return &logical.Response{Data: map[string]any{
 		"credential_type": r.CredentialType,
@@ -212,25 +211,4 @@ func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, 
 		"max_sts_ttl":     seconds(r.MaxSTSTTL),
 		"user_path":       r.UserPath,
 	}}, nil
-}
-
-func (e *Engine) deleteRole(ctx context.Context, name string) (*logical.Response, error) {
-	if err := e.storage.Delete(ctx, rolePrefix+name); err != nil {
-		return nil, fmt.Errorf("aws: delete role %q: %w", name, err)
-	}
-	return nil, nil
-}
-
-func (e *Engine) listRoles(ctx context.Context) (*logical.Response, error) {
-	keys, err := e.storage.List(ctx, rolePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("aws: list roles: %w", err)
-	}
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			names = append(names, k)
-		}
-	}
-	return &logical.Response{Data: map[string]any{"keys": names}}, nil
 }

@@ -43,6 +43,7 @@ import (
 
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/logical/field"
+	"github.com/secrethub/secrethub/core/logical/rolestore"
 )
 
 var (
@@ -103,6 +104,7 @@ type Engine struct {
 	rand       io.Reader
 	defaultTTL time.Duration
 	timeout    time.Duration
+	roleStore  *rolestore.Store[roleEntry]
 
 	// mu guards client and conn: the admin client for the stored config,
 	// built at first use and replaced when config is written.
@@ -119,7 +121,10 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 	if cfg.DefaultTTL < 0 || cfg.Timeout < 0 {
 		return nil, errors.New("redis: negative DefaultTTL or Timeout")
 	}
-	e := &Engine{storage: s, now: cfg.Now, rand: cfg.Rand, defaultTTL: cfg.DefaultTTL, timeout: cfg.Timeout}
+	e := &Engine{
+		storage: s, now: cfg.Now, rand: cfg.Rand, defaultTTL: cfg.DefaultTTL, timeout: cfg.Timeout,
+		roleStore: rolestore.New[roleEntry](s, "redis", rolePrefix),
+	}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -198,13 +203,13 @@ func (e *Engine) HandleRequest(ctx context.Context, req *logical.Request) (*logi
 	case rt.kind == "config" && op == logical.OpDelete:
 		return e.deleteConfig(ctx)
 	case rt.kind == "roles" && op == logical.OpList:
-		return e.listRoles(ctx)
+		return e.roleStore.List(ctx)
 	case rt.kind == "role" && op == logical.OpRead:
 		return e.readRole(ctx, rt.name)
 	case rt.kind == "role" && write:
 		return e.writeRole(ctx, rt.name, data)
 	case rt.kind == "role" && op == logical.OpDelete:
-		return e.deleteRole(ctx, rt.name)
+		return nil, e.roleStore.Delete(ctx, rt.name)
 	case rt.kind == "creds" && (op == logical.OpRead || write):
 		return e.issue(ctx, rt.name)
 	}

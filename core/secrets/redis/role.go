@@ -290,14 +290,7 @@ func (e *Engine) writeRole(ctx context.Context, name string, data map[string]any
 	if err != nil {
 		return nil, err
 	}
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("redis: encode role %q: %w", name, err)
-	}
-	if err := e.storage.Put(ctx, rolePrefix+name, raw); err != nil {
-		return nil, fmt.Errorf("redis: write role %q: %w", name, err)
-	}
-	return nil, nil
+	return nil, e.roleStore.Put(ctx, name, r)
 }
 
 func nonNil(ss []string) []string {
@@ -313,7 +306,7 @@ func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, 
 		return nil, err
 	}
 	if r == nil {
-		return nil, fmt.Errorf("redis: role %q: %w", name, logical.ErrNotFound)
+		return nil, e.roleStore.NotFound(name)
 	}
 	return &logical.Response{Data: map[string]any{
 		"key_patterns":        nonNil(r.KeyPatterns),
@@ -323,25 +316,4 @@ func (e *Engine) readRole(ctx context.Context, name string) (*logical.Response, 
 		"default_ttl":         seconds(r.DefaultTTL),
 		"max_ttl":             seconds(r.MaxTTL),
 	}}, nil
-}
-
-func (e *Engine) deleteRole(ctx context.Context, name string) (*logical.Response, error) {
-	if err := e.storage.Delete(ctx, rolePrefix+name); err != nil {
-		return nil, fmt.Errorf("redis: delete role %q: %w", name, err)
-	}
-	return nil, nil
-}
-
-func (e *Engine) listRoles(ctx context.Context) (*logical.Response, error) {
-	keys, err := e.storage.List(ctx, rolePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("redis: list roles: %w", err)
-	}
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			names = append(names, k)
-		}
-	}
-	return &logical.Response{Data: map[string]any{"keys": names}}, nil
 }
