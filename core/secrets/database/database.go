@@ -321,20 +321,14 @@ func (e *Engine) Exists(ctx context.Context, req *logical.Request) (bool, error)
 // list answers a LIST of the names under prefix, as Vault does: keys, or
 // 404 when there are none.
 func (e *Engine) list(ctx context.Context, prefix string) (*logical.Response, error) {
-	keys, err := e.storage.List(ctx, prefix)
+	names, err := logical.ListKeys(ctx, e.storage, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("database: list %s: %w", prefix, err)
-	}
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/") {
-			names = append(names, k)
-		}
 	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("database: nothing under %s: %w", prefix, logical.ErrNotFound)
 	}
-	return &logical.Response{Data: map[string]any{"keys": names}}, nil
+	return logical.ListResponse(names), nil
 }
 
 // deleteKey deletes a role; deleting what is not there succeeds.

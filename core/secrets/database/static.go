@@ -3,7 +3,6 @@ package database
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
@@ -182,15 +181,12 @@ func (e *Engine) RotateStaticRole(ctx context.Context, name string) error {
 // DueStaticRoles returns the names of the static roles whose rotation is
 // due at now (last rotation + rotation period not after now), sorted.
 func (e *Engine) DueStaticRoles(ctx context.Context, now time.Time) ([]string, error) {
-	keys, err := e.storage.List(ctx, staticRolePrefix)
+	names, err := logical.ListKeys(ctx, e.storage, staticRolePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("database: list static roles: %w", err)
 	}
 	var due []string
-	for _, k := range keys {
-		if strings.HasSuffix(k, "/") {
-			continue
-		}
+	for _, k := range names {
 		r, err := e.readStaticEntry(ctx, k)
 		if err != nil {
 			return nil, err
