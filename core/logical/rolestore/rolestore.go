@@ -31,12 +31,12 @@ func New[T any](s logical.Storage, engine, prefix string) *Store[T] {
 	return &Store[T]{storage: s, engine: engine, prefix: prefix}
 }
 
-// Key is the storage key of the role name.
-func (st *Store[T]) Key(name string) string { return st.prefix + name }
+// key is the storage key of the role name.
+func (st *Store[T]) key(name string) string { return st.prefix + name }
 
 // Get reads the role name: nil, without an error, when there is none.
 func (st *Store[T]) Get(ctx context.Context, name string) (*T, error) {
-	raw, err := logical.GetOptional(ctx, st.storage, st.Key(name))
+	raw, err := logical.GetOptional(ctx, st.storage, st.key(name))
 	if err != nil {
 		return nil, fmt.Errorf("%s: read role %q: %w", st.engine, name, err)
 	}
@@ -56,7 +56,7 @@ func (st *Store[T]) Put(ctx context.Context, name string, r *T) error {
 	if err != nil {
 		return fmt.Errorf("%s: encode role %q: %w", st.engine, name, err)
 	}
-	if err := st.storage.Put(ctx, st.Key(name), raw); err != nil {
+	if err := st.storage.Put(ctx, st.key(name), raw); err != nil {
 		return fmt.Errorf("%s: write role %q: %w", st.engine, name, err)
 	}
 	return nil
@@ -65,7 +65,7 @@ func (st *Store[T]) Put(ctx context.Context, name string, r *T) error {
 // Delete removes the role name. Deleting a role that is not there
 // succeeds.
 func (st *Store[T]) Delete(ctx context.Context, name string) error {
-	if err := st.storage.Delete(ctx, st.Key(name)); err != nil {
+	if err := st.storage.Delete(ctx, st.key(name)); err != nil {
 		return fmt.Errorf("%s: delete role %q: %w", st.engine, name, err)
 	}
 	return nil
