@@ -19,7 +19,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +60,7 @@ func WithPoolConfig(f func(*pgxpool.Config)) Option { return Option(f) }
 type Backend struct {
 	pool   *pgxpool.Pool
 	closed atomic.Bool
+	group  txnGroup
 }
 
 // Open connects to the database at databaseURL (a postgres:// URL or a
@@ -163,6 +167,14 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]string, error) {
 // transaction, committed at the Sync when every statement succeeded and
 // rolled back whole when one fails. That is one round trip, where an
 // explicit BEGIN … COMMIT around the batch costs three.
+//
+// Concurrent Txns are group-committed: while up to maxTxnLeaders batches
+// are on their way, the Txns that arrive queue, and the next batch carries
+// all of them, one after the other, in one transaction and one commit.
+// Each Txn is still all or nothing: if a group's transaction fails, each
+// of its Txns is sent again on its own, so that one failing Txn fails
+// alone. Txns that run concurrently have no order between them, so the
+// order in which a group applies them is one their callers could have seen.
 func (b *Backend) Txn(ctx context.Context, ops []storage.Op) error {
 	if err := b.checkOpen(ctx); err != nil {
 		return fmt.Errorf("postgres: txn: %w", err)
@@ -173,6 +185,108 @@ func (b *Backend) Txn(ctx context.Context, ops []storage.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	req := &txnReq{ctx: ctx, ops: ops, done: make(chan error, 1)}
+	g := &b.group
+	g.mu.Lock()
+	g.queue = append(g.queue, req)
+	lead := g.leaders < maxTxnLeaders
+	if lead {
+		g.leaders++
+	}
+	g.mu.Unlock()
+	if lead && b.commitGroup() {
+		// More Txns queued meanwhile: keep leading without holding up
+		// this caller.
+		go func() {
+			for b.commitGroup() {
+			}
+		}()
+	}
+	return <-req.done
+}
+
+// maxTxnLeaders is how many group batches may be on their way at once.
+const maxTxnLeaders = 2
+
+// maxGroupOps caps the ops of one group batch; a single larger Txn still
+// goes alone.
+const maxGroupOps = 1024
+
+// groupTimeout bounds a group batch carrying several Txns, whose callers'
+// contexts each bound only their own wait to be taken.
+const groupTimeout = 30 * time.Second
+
+// txnGroup queues the Txns waiting for a batch.
+type txnGroup struct {
+	mu      sync.Mutex
+	queue   []*txnReq
+	leaders int // goroutines sending group batches
+}
+
+// txnReq is one Txn waiting in the group.
+type txnReq struct {
+	ctx  context.Context
+	ops  []storage.Op
+	done chan error
+}
+
+// commitGroup takes the Txns at the head of the queue and commits them as
+// one batch. It reports whether there may be more to do; when the queue is
+// empty it gives up leading and returns false.
+func (b *Backend) commitGroup() bool {
+	g := &b.group
+	g.mu.Lock()
+	n, nops := 0, 0
+	for n < len(g.queue) && (n == 0 || nops+len(g.queue[n].ops) <= maxGroupOps) {
+		nops += len(g.queue[n].ops)
+		n++
+	}
+	if n == 0 {
+		g.leaders--
+		g.mu.Unlock()
+		return false
+	}
+	reqs := slices.Clone(g.queue[:n])
+	clear(g.queue[:n])
+	g.queue = g.queue[n:]
+	g.mu.Unlock()
+
+	// A Txn whose caller gave up before it was taken is not sent.
+	live := reqs[:0]
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- fmt.Errorf("postgres: txn of %d ops: %w", len(r.ops), err)
+			continue
+		}
+		live = append(live, r)
+	}
+	switch len(live) {
+	case 0:
+	case 1:
+		r := live[0]
+		r.done <- b.sendTxn(r.ctx, r.ops)
+	default:
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), groupTimeout)
+		all := make([]storage.Op, 0, nops)
+		for _, r := range live {
+			all = append(all, r.ops...)
+		}
+		err := b.sendTxn(ctx, all)
+		cancel()
+		for _, r := range live {
+			if err != nil {
+				// Find the Txn that failed the group: each alone.
+				r.done <- b.sendTxn(r.ctx, r.ops)
+			} else {
+				r.done <- nil
+			}
+		}
+	}
+	return true
+}
+
+// sendTxn sends ops as one batch: one implicit transaction.
+func (b *Backend) sendTxn(ctx context.Context, ops []storage.Op) error {
 	batch := &pgx.Batch{}
 	for _, op := range ops {
 		switch op.Kind {

@@ -3,10 +3,12 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -371,5 +373,196 @@ func TestTxnIsOneBatch(t *testing.T) {
 	defer tr.mu.Unlock()
 	if tr.batches != 1 || len(tr.queries) != 0 {
 		t.Fatalf("Txn sent %d batches and the statements %q on their own; want one batch and nothing else", tr.batches, tr.queries)
+	}
+}
+
+// holdTable locks secrethub.kv in a transaction on conn, so that every
+// write waits; the returned function releases it.
+func holdTable(t *testing.T, conn *pgx.Conn) func() {
+	t.Helper()
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(t.Context(), `LOCK TABLE secrethub.kv IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatalf("test ended waiting for %s", what)
+		}
+	}
+}
+
+// lockWaiters counts the sessions of conn's database waiting on a lock.
+func lockWaiters(t *testing.T, conn *pgx.Conn) int {
+	var n int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// groupSetup opens a backend whose batches are counted, and blocks its two
+// group leaders on a table lock, each with a Txn of its own. It returns the
+// backend, the batch counter, the function that releases the lock, and the
+// outcomes of the two leaders' Txns.
+func groupSetup(t *testing.T, dbURL string) (*postgres.Backend, *statements, func(), chan error) {
+	t.Helper()
+	tr := &statements{}
+	b, err := postgres.Open(t.Context(), dbURL, postgres.WithPoolConfig(func(c *pgxpool.Config) {
+		c.ConnConfig.Tracer = tr
+	}))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	conn := connect(t, dbURL)
+	release := holdTable(t, conn)
+	tr.mu.Lock()
+	tr.queries, tr.batches = nil, 0
+	tr.mu.Unlock()
+	// pg_stat_activity is read outside the locking transaction, whose
+	// view of it would stay as first read.
+	watch := connect(t, dbURL)
+	leaders := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			leaders <- b.Txn(t.Context(), []storage.Op{storage.PutOp(fmt.Sprintf("leader-%d", i), []byte("x"))})
+		}()
+		waitFor(t, fmt.Sprintf("%d batches waiting on the lock", i+1), func() bool {
+			return lockWaiters(t, watch) == i+1
+		})
+	}
+	return b, tr, release, leaders
+}
+
+// TestTxnGroupCommit queues Txns while two batches are on their way: they
+// go together in one more batch, and each is applied.
+func TestTxnGroupCommit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dbURL := pgtest.NewDatabase(t)
+	b, tr, release, leaders := groupSetup(t, dbURL)
+
+	const n = 10
+	results := make(chan error, n)
+	for i := range n {
+		go func() {
+			results <- b.Txn(ctx, []storage.Op{
+				storage.PutOp(fmt.Sprintf("k%d/a", i), []byte(fmt.Sprint(i))),
+				storage.PutOp(fmt.Sprintf("k%d/b", i), []byte(fmt.Sprint(i))),
+			})
+		}()
+	}
+	waitFor(t, "ten queued Txns", func() bool { return postgres.QueuedTxns(b) == n })
+	release()
+	for range 2 {
+		if err := <-leaders; err != nil {
+			t.Fatalf("leader Txn: %v", err)
+		}
+	}
+	for range n {
+		if err := <-results; err != nil {
+			t.Fatalf("queued Txn: %v", err)
+		}
+	}
+	tr.mu.Lock()
+	batches := tr.batches
+	tr.mu.Unlock()
+	if batches != 3 {
+		t.Errorf("%d batches for 12 Txns, want 3: the two in flight and one for the ten queued", batches)
+	}
+	for i := range n {
+		for _, k := range []string{"a", "b"} {
+			if got, err := b.Get(ctx, fmt.Sprintf("k%d/%s", i, k)); err != nil || string(got) != fmt.Sprint(i) {
+				t.Errorf("Get(k%d/%s) = %q, %v", i, k, got, err)
+			}
+		}
+	}
+}
+
+// TestTxnGroupOneFails puts a failing Txn in a group: it fails alone, and
+// the others of its group are applied.
+func TestTxnGroupOneFails(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dbURL := pgtest.NewDatabase(t)
+	conn := connect(t, dbURL)
+	b, _, release, leaders := groupSetup(t, dbURL)
+	if _, err := conn.Exec(ctx, `
+		CREATE FUNCTION secrethub.refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.key = 'boom' THEN RAISE EXCEPTION 'refused by trigger'; END IF;
+			RETURN NEW;
+		END $$`); err != nil {
+		t.Fatal(err)
+	}
+
+	type outcome struct {
+		i   int
+		err error
+	}
+	const n = 5
+	results := make(chan outcome, n)
+	for i := range n {
+		ops := []storage.Op{storage.PutOp(fmt.Sprintf("k%d", i), []byte("v"))}
+		if i == 2 {
+			ops = append(ops, storage.PutOp("boom", []byte("x")))
+		}
+		go func() { results <- outcome{i, b.Txn(ctx, ops)} }()
+	}
+	waitFor(t, "five queued Txns", func() bool { return postgres.QueuedTxns(b) == n })
+	// The trigger is made while the table is held, so it applies to the
+	// queued Txns only once the lock is free.
+	go func() {
+		_, err := conn.Exec(ctx, `CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON secrethub.kv
+			FOR EACH ROW EXECUTE FUNCTION secrethub.refuse_boom()`)
+		results <- outcome{-1, err}
+	}()
+	watch := connect(t, dbURL)
+	waitFor(t, "the trigger waiting on the lock", func() bool { return lockWaiters(t, watch) == 3 })
+	release()
+	for range 2 {
+		if err := <-leaders; err != nil {
+			t.Fatalf("leader Txn: %v", err)
+		}
+	}
+	for range n + 1 {
+		o := <-results
+		switch {
+		case o.i == -1 && o.err != nil:
+			t.Fatalf("create trigger: %v", o.err)
+		case o.i == 2 && (o.err == nil || !strings.Contains(o.err.Error(), "refused by trigger")):
+			t.Errorf("Txn with boom = %v, want the trigger's refusal", o.err)
+		case o.i >= 0 && o.i != 2 && o.err != nil:
+			t.Errorf("Txn %d = %v, want success", o.i, o.err)
+		}
+	}
+	for i := range n {
+		_, err := b.Get(ctx, fmt.Sprintf("k%d", i))
+		if i == 2 && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Get(k2) = %v: the failed Txn was partly applied", err)
+		}
+		if i != 2 && err != nil {
+			t.Errorf("Get(k%d) = %v", i, err)
+		}
 	}
 }
