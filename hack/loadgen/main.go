@@ -119,6 +119,12 @@ func measure(o options) error {
 	}
 	defer drop()
 
+	stats, err := pgx.Connect(ctx, o.databaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to Postgres: %w", err)
+	}
+	defer stats.Close(ctx)
+
 	srv, addr, err := startSecretHub(o.bin, dbURL)
 	if err != nil {
 		return err
@@ -155,7 +161,7 @@ func measure(o options) error {
 
 	fmt.Printf("secrethub %s vs a trivial Go handler, %s per scenario and level, %d CPUs\n\n", o.bin, o.duration, numCPU())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tconcurrency\treq/s\tp50\tp99\terrors\t% of trivial\tCPU µs/req: server\tpostgres\tloadgen\t")
+	fmt.Fprintln(tw, "scenario\tconcurrency\treq/s\tp50\tp99\terrors\t% of trivial\tCPU µs/req: server\tpostgres\tloadgen\tWAL syncs/req\t")
 	var errNotes []string
 	for _, c := range o.concurrency {
 		var ceiling float64
@@ -167,9 +173,11 @@ func measure(o options) error {
 			if sc.name == "trivial handler" {
 				serverPID = trivial.Process.Pid
 			}
+			syncs := walSyncs(ctx, stats)
 			before := sampleCPU(serverPID)
 			res := sc.run(c, o.duration, o.maxRequests)
 			cpu := sampleCPU(serverPID).sub(before)
+			syncs = walSyncs(ctx, stats) - syncs
 			ratio := "-"
 			if sc.name == "trivial handler" {
 				ceiling = res.rate
@@ -177,9 +185,9 @@ func measure(o options) error {
 				ratio = fmt.Sprintf("%.1f%%", 100*res.rate/ceiling)
 			}
 			n := float64(max(1, res.requests))
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%.0f\t%.0f\t%.0f\t\n", sc.name, c, res.rate,
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t\n", sc.name, c, res.rate,
 				res.p50.Round(time.Microsecond), res.p99.Round(time.Microsecond), res.errors, ratio,
-				cpu.server.Seconds()*1e6/n, cpu.postgres.Seconds()*1e6/n, cpu.self.Seconds()*1e6/n)
+				cpu.server.Seconds()*1e6/n, cpu.postgres.Seconds()*1e6/n, cpu.self.Seconds()*1e6/n, float64(syncs)/n)
 			if res.firstErr != "" {
 				errNotes = append(errNotes, fmt.Sprintf("%s at %d: first error: %s", sc.name, c, res.firstErr))
 			}
@@ -510,3 +518,12 @@ func procCPU(pid string) time.Duration {
 // clockTicks is USER_HZ, which is 100 on every Linux architecture Go
 // supports.
 const clockTicks = 100
+
+// walSyncs is how many times the cluster has synced its WAL to disk
+// (pg_stat_wal, Postgres 14 and later; 0 where it cannot be read). It
+// counts the whole cluster, other databases included.
+func walSyncs(ctx context.Context, conn *pgx.Conn) int64 {
+	var n int64
+	_ = conn.QueryRow(ctx, "SELECT wal_sync FROM pg_stat_wal").Scan(&n)
+	return n
+}
