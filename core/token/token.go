@@ -7,6 +7,7 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -109,7 +111,23 @@ type Store struct {
 	// mu serializes renewals and revocations, which read and rewrite
 	// records.
 	mu sync.Mutex
+
+	// decoded remembers entries decoded from storage, by token hash,
+	// with the bytes they were decoded from: a lookup that reads the
+	// same bytes again skips decoding them. Storage is read every time,
+	// so a revoked or changed token is never served from here.
+	decMu   sync.Mutex
+	decoded map[string]decodedEntry
 }
+
+// decodedEntry is an entry and the stored bytes it was decoded from.
+type decodedEntry struct {
+	raw []byte
+	e   Entry
+}
+
+// maxDecoded bounds Store.decoded; when it is full it starts over.
+const maxDecoded = 4096
 
 // New returns a store over s. A nil random source means crypto/rand; a nil
 // clock means time.Now.
@@ -252,11 +270,32 @@ func (s *Store) read(ctx context.Context, h string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token: lookup: %w", err)
 	}
+	s.decMu.Lock()
+	d, ok := s.decoded[h]
+	s.decMu.Unlock()
+	if ok && bytes.Equal(d.raw, raw) {
+		return d.e.clone(), nil
+	}
 	var e Entry
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return nil, fmt.Errorf("token: decode: %w", err)
 	}
+	s.decMu.Lock()
+	if s.decoded == nil || len(s.decoded) >= maxDecoded {
+		s.decoded = make(map[string]decodedEntry)
+	}
+	s.decoded[h] = decodedEntry{raw: bytes.Clone(raw), e: *e.clone()}
+	s.decMu.Unlock()
 	return &e, nil
+}
+
+// clone returns a copy of e that shares no slice or map with it.
+func (e *Entry) clone() *Entry {
+	c := *e
+	c.Policies = slices.Clone(e.Policies)
+	c.Meta = maps.Clone(e.Meta)
+	c.BoundCIDRs = slices.Clone(e.BoundCIDRs)
+	return &c
 }
 
 // Renew extends the live token with accessor by increment from now (its

@@ -178,3 +178,57 @@ func TestStorageErrorsAreNotNotFound(t *testing.T) {
 		t.Fatalf("Lookup with failing storage: %v", err)
 	}
 }
+
+// TestLookupFollowsStorage looks a token up again and again while it
+// changes: each lookup answers what storage holds, and what one caller
+// does to its entry does not reach the next.
+func TestLookupFollowsStorage(t *testing.T) {
+	ctx := context.Background()
+	s, be, clk := newStore(t)
+	id, e, err := s.Create(ctx, "", token.Entry{Policies: []string{"a"}, Meta: map[string]string{"role": "r"},
+		BoundCIDRs: []string{"10.0.0.0/8"}, TTL: time.Hour, Renewable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Lookup(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Policies[0], first.Meta["role"], first.BoundCIDRs[0] = "root", "changed", "0.0.0.0/0"
+	again, err := s.Lookup(ctx, id)
+	if err != nil || again.Policies[0] != "a" || again.Meta["role"] != "r" || again.BoundCIDRs[0] != "10.0.0.0/8" {
+		t.Fatalf("second Lookup = %+v, %v; a caller's changes leaked into it", again, err)
+	}
+
+	clk.t = clk.t.Add(30 * time.Minute)
+	renewed, _, err := s.Renew(ctx, e.Accessor, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Lookup(ctx, id); err != nil || !got.ExpiresAt.Equal(renewed.ExpiresAt) {
+		t.Fatalf("Lookup after Renew = %+v, %v; want expiry %v", got, err, renewed.ExpiresAt)
+	}
+
+	// A change made behind the store's back is seen too.
+	keys, err := be.List(ctx, "sys/token/id/")
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("List = %v, %v", keys, err)
+	}
+	raw, err := be.Get(ctx, "sys/token/id/"+keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Put(ctx, "sys/token/id/"+keys[0], bytes.Replace(raw, []byte(`"a"`), []byte(`"b"`), 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Lookup(ctx, id); err != nil || !slices.Equal(got.Policies, []string{"b"}) {
+		t.Fatalf("Lookup after a stored change = %+v, %v; want policies [b]", got, err)
+	}
+
+	if _, err := s.Revoke(ctx, e.Accessor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, id); !errors.Is(err, token.ErrNotFound) {
+		t.Fatalf("Lookup after Revoke = %v, want ErrNotFound", err)
+	}
+}
