@@ -367,14 +367,30 @@ func (s *Sink) encodeLinked(recs []audit.Record) ([][]byte, error) {
 		prevHash = []byte{}
 	}
 	values := append(args, prevSeq, prevHash)
+	// One buffer for all parameters, sized so that encoding them seldom
+	// grows it: 24 bytes of array header and 12 of each fixed-size
+	// element, 4 of length before each variable one.
+	size := 9*24 + 2*12*len(recs) + 8 + 4 + len(prevHash)
+	for _, r := range recs {
+		size += 6*4 + len(r.Event.Path) + len(r.Event.Operation) + len(r.Event.Result) +
+			len(r.PrevHash) + len(r.Hash) + len(r.Signature) + len(r.Canonical)
+	}
+	buf := make([]byte, 0, size)
 	m := s.conn.Conn().TypeMap()
 	params := make([][]byte, len(values))
 	for i, v := range values {
-		b, err := m.Encode(linkedParamOIDs[i], pgtype.BinaryFormatCode, v, nil)
+		start := len(buf)
+		out, err := m.Encode(linkedParamOIDs[i], pgtype.BinaryFormatCode, v, buf)
 		if err != nil {
 			return nil, fmt.Errorf("encode parameter %d: %w", i+1, err)
 		}
-		params[i] = b
+		if out == nil {
+			continue // NULL
+		}
+		buf = out
+		// Earlier parameters keep their slices of the buffer even when
+		// it grows: append copies, it does not move what was sliced.
+		params[i] = buf[start:len(buf):len(buf)]
 	}
 	return params, nil
 }
