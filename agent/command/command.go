@@ -157,7 +157,7 @@ func renderOnceREST(ctx context.Context, cfg *config.Config, c *client.Client, i
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	ts.SkipReloads() // the application is not running yet
+	ts.WarnOnReloadFailure() // the application may not be running yet
 	if _, err := ts.RenderAll(ctx, daemon.RESTReader{Client: c}); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

@@ -138,7 +138,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	if opts.Once {
-		d.ts.SkipReloads()
+		d.ts.WarnOnReloadFailure()
 	}
 	d.loadLeases()
 	d.conn, err = conn.New(conn.Config{

@@ -122,10 +122,10 @@ func TestTemplateSources(t *testing.T) {
 	}
 }
 
-// TestTemplateSourceInit renders a template source once (-init): the
-// files are written without running reloads (the application is not
-// running yet), and a source the core does not have fails with the field
-// and path named.
+// TestTemplateSourceInit renders a template source once (-init): a file
+// replaced runs its reload, whose failure (the application may not be
+// running yet) does not fail the render, and a source the core does not
+// have fails with the field and path named.
 func TestTemplateSourceInit(t *testing.T) {
 	ctx := context.Background()
 	tc := newTestCore(t, time.Hour)
@@ -138,7 +138,7 @@ func TestTemplateSourceInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc.putSource(t, map[string]any{"name": "db", "contents": `{{ (secret "secrets/app/db").password }}`, "destination": db,
-		"reload": map[string]any{"command": []string{"/bin/sh", "-c", "echo x >> " + reloads}}})
+		"reload": map[string]any{"command": []string{"/bin/sh", "-c", "echo x >> " + reloads + "; exit 3"}}})
 	id := tc.identity(t, sourcePolicy, "1h")
 	run := func(sources ...string) error {
 		cfg := &config.Config{
@@ -156,8 +156,8 @@ func TestTemplateSourceInit(t *testing.T) {
 	if got := readOr(db); got != "v0" {
 		t.Fatalf("rendered %q, want v0", got)
 	}
-	if _, err := os.Stat(reloads); err == nil {
-		t.Errorf("-init ran a reload")
+	if n := lines(reloads); n != 1 {
+		t.Errorf("-init ran %d reloads of the replaced file, want 1", n)
 	}
 	err := run(sourcePath, "secrets/app/none")
 	if err == nil || !strings.Contains(err.Error(), `template_sources[1] "secrets/app/none"`) || !strings.Contains(err.Error(), "does not exist") {

@@ -61,9 +61,9 @@ type Templates struct {
 	missing map[string]bool   // paths the core said do not exist
 	leases  map[string]*Lease // dynamic credentials by path
 	log     *slog.Logger
-	// noReload skips reload actions (-init: the application is not
-	// running yet).
-	noReload bool
+	// reloadWarnOnly logs a failed reload instead of failing the render
+	// (-init: the application may not be running yet).
+	reloadWarnOnly bool
 }
 
 // source is one of template_sources: a core path holding templates.
@@ -113,9 +113,10 @@ func NewTemplates(cfg *config.Config, c *cache.Cache, log *slog.Logger) (*Templa
 	return ts, nil
 }
 
-// SkipReloads makes the templates write their files without running
-// their reload actions (for -init, before the application starts).
-func (ts *Templates) SkipReloads() { ts.noReload = true }
+// WarnOnReloadFailure makes a failed reload a logged warning rather than
+// a failed render (for -init: an init container runs before the
+// application, which a reload then cannot reach).
+func (ts *Templates) WarnOnReloadFailure() { ts.reloadWarnOnly = true }
 
 // compile builds one template from its configuration.
 func compile(tc config.Template) (*template, error) {
@@ -347,9 +348,13 @@ func (ts *Templates) renderAndWrite(ctx context.Context, r Reader, list []*templ
 		}
 		written = append(written, o.t.cfg.Destination)
 		ts.log.Info("template rendered", "template", o.t.cfg.Name, "destination", o.t.cfg.Destination)
-		if o.t.action != nil && existed && !ts.noReload {
+		if o.t.action != nil && existed {
 			if err := o.t.action.Run(ctx); err != nil {
-				return written, fmt.Errorf("template %q: reload: %w", o.t.cfg.Name, err)
+				if !ts.reloadWarnOnly {
+					return written, fmt.Errorf("template %q: reload: %w", o.t.cfg.Name, err)
+				}
+				ts.log.Warn("reload failed; the file is written", "template", o.t.cfg.Name, "error", err.Error())
+				continue
 			}
 			ts.log.Info("reload done", "template", o.t.cfg.Name)
 		}
