@@ -111,12 +111,7 @@ func BenchmarkWriteToRender(b *testing.B) {
 		}},
 	}
 	cfg.FillDefaults()
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.DiscardHandler)})
-	}()
-	b.Cleanup(func() { cancel(); <-done })
+	runDaemon(b, daemon.Options{Config: cfg, Identity: id})
 	// The first render creates the file, without a reload.
 	waitUntil(b, "the first render", func() bool { return readOr(filepath.Join(dir, "db")) != "" })
 
@@ -163,17 +158,7 @@ func TestRenewalWhileRunning(t *testing.T) {
 		Templates: []config.Template{{Name: "db", Contents: `{{ (secret "secrets/app/db").password }}`, Destination: dest}},
 	}
 	cfg.FillDefaults()
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.DiscardHandler)})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runDaemon(t, daemon.Options{Config: cfg, Identity: id})
 	waitUntil(t, "first render", func() bool { return readOr(dest) == "v0" })
 	waitUntil(t, "a renewed certificate in the state directory", func() bool {
 		b, err := os.ReadFile(filepath.Join(cfg.StateDir, bootstrap.CertFile))
@@ -194,6 +179,25 @@ func TestRenewalWhileRunning(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(cfg.StateDir, bootstrap.KeyFile)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("key file: %v, %v", st, err)
 	}
+}
+
+// runDaemon runs the daemon with opts (a discarded log unless
+// opts.Logger is set) until the test ends; an error from Run then fails
+// the test.
+func runDaemon(tb testing.TB, opts daemon.Options) {
+	tb.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, opts) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	})
 }
 
 func readOr(p string) string {
@@ -287,17 +291,7 @@ func TestDynamicCredentialLease(t *testing.T) {
 		}},
 	}
 	cfg.FillDefaults()
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.DiscardHandler)})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runDaemon(t, daemon.Options{Config: cfg, Identity: id})
 	waitUntil(t, "first render", func() bool { return readOr(dest) != "" })
 	first := readOr(dest)
 	issued := time.Now()

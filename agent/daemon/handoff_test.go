@@ -54,17 +54,7 @@ func TestInitHandsLeasesToDaemon(t *testing.T) {
 		t.Fatalf("after -init: user %q, %d leases", user, leases())
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.DiscardHandler)})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runDaemon(t, daemon.Options{Config: cfg, Identity: id})
 	// A change the sidecar can only see once connected and caught up.
 	if _, err := tc.root.Write(ctx, "secrets/app/flag", map[string]any{"value": "v1"}); err != nil {
 		t.Fatal(err)

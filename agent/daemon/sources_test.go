@@ -59,17 +59,7 @@ func TestTemplateSources(t *testing.T) {
 	}
 	cfg.FillDefaults()
 	logs := &syncbuf.Buffer{}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(runCtx, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runDaemon(t, daemon.Options{Config: cfg, Identity: id, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	waitUntil(t, "the init marker", func() bool { return readOr(marker) != "" })
 	if got := readOr(db); got != "v0" {
 		t.Fatalf("sourced template at the init marker = %q, want v0", got)
