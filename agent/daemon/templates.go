@@ -153,16 +153,6 @@ func (ts *Templates) relist() {
 // read).
 func (ts *Templates) Count() int { return len(ts.list) }
 
-// IsSource reports whether path is one of the template sources.
-func (ts *Templates) IsSource(path string) bool {
-	for _, src := range ts.sources {
-		if src.path == path {
-			return true
-		}
-	}
-	return false
-}
-
 // syncSources makes each source's templates match what the cache holds
 // for its path, reading through r a source the cache lacks (r nil: the
 // cache alone). A source whose data did not change keeps its templates
