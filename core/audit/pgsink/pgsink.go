@@ -124,7 +124,8 @@ type Sink struct {
 	// flight and between them; nil until the first StartAppend and after
 	// the connection broke.
 	conn *pgxpool.Conn
-	// pipe is the open pipeline on conn, nil when no batch is in flight.
+	// pipe is the open pipeline on conn, nil before the first
+	// StartAppend and after the connection broke.
 	pipe *pgconn.Pipeline
 	// cancel ends pipe's context, which breaks the connection: the way a
 	// wait is bounded.
@@ -211,14 +212,25 @@ func (s *Sink) StartAppend(ctx context.Context, recs []audit.Record) error {
 		return fmt.Errorf("audit: pgsink: start append of records %d..%d: %w", first, last, err)
 	}
 	stop := context.AfterFunc(ctx, s.cancel)
-	defer stop()
 	s.pipe.SendQueryPrepared(linkedInsertName, params, binaryFormats[:], nil)
-	if err := s.pipe.Sync(); err != nil {
+	err = s.pipe.Sync()
+	s.stopWatch(ctx, stop)
+	if err != nil {
 		s.breakPipeline(err)
 		return fmt.Errorf("audit: pgsink: start append of records %d..%d: send: %w", first, last, err)
 	}
 	s.inflight = append(s.inflight, sent{first: first, last: last, rows: int64(len(recs))})
 	return nil
+}
+
+// stopWatch stops the AfterFunc that bounds a call with ctx. If it has
+// run, the pipeline's context is cancelled and the pipeline cannot be
+// trusted any more: it is marked broken, so that it is started afresh once
+// the batches in flight are answered.
+func (s *Sink) stopWatch(ctx context.Context, stop func() bool) {
+	if !stop() {
+		s.breakPipeline(fmt.Errorf("call ended: %w", context.Cause(ctx)))
+	}
 }
 
 // WaitAppend waits for the oldest batch in flight: its INSERT and the
@@ -233,7 +245,11 @@ func (s *Sink) WaitAppend(ctx context.Context) error {
 	b := s.inflight[0]
 	s.inflight = s.inflight[1:]
 	err := s.waitLocked(ctx, b)
-	if len(s.inflight) == 0 {
+	if len(s.inflight) == 0 && s.broken != nil {
+		// The last batch lost with the connection is answered: start
+		// afresh with the next one. A healthy pipeline stays open
+		// between batches, as opening one costs a context and its
+		// watcher.
 		s.closePipeline()
 	}
 	if err != nil {
@@ -248,7 +264,7 @@ func (s *Sink) waitLocked(ctx context.Context, b sent) error {
 		return s.broken
 	}
 	stop := context.AfterFunc(ctx, s.cancel)
-	defer stop()
+	defer s.stopWatch(ctx, stop)
 	var inserted int64
 	var stmtErr error
 	for {
@@ -313,9 +329,8 @@ func (s *Sink) openPipeline(ctx context.Context) error {
 	return nil
 }
 
-// closePipeline ends the pipeline once no batch is in flight, keeping the
-// connection for the next one; after a break it releases the connection
-// and clears the break.
+// closePipeline ends the pipeline once no batch is in flight; after a
+// break it releases the connection and clears the break.
 func (s *Sink) closePipeline() {
 	if s.pipe != nil {
 		if err := s.pipe.Close(); err != nil && s.broken == nil {
