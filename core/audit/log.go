@@ -384,10 +384,14 @@ func (l *Log) runPipelined() {
 	var (
 		inflight []*flight
 		closed   bool
-		// failed is the first error of a batch since inflight was last
-		// empty: while it is set nothing is sent, and later batches
-		// that fail are reported with it, their likely cause.
-		failed error
+		// stopped is set when a batch failed since inflight was last
+		// empty: nothing is sent until the batches in flight are
+		// answered and the head is re-read.
+		stopped bool
+		// cause is the error of the first batch in flight that failed;
+		// the batches behind it that fail too are reported with it,
+		// their likely cause.
+		cause error
 	)
 	for {
 		if len(inflight) == 0 {
@@ -398,18 +402,20 @@ func (l *Log) runPipelined() {
 			if !ok {
 				return
 			}
-			failed = nil
+			stopped, cause = false, nil
 			inflight, _ = l.send(inflight, l.fill([]*pending{p}))
 			continue
 		}
-		if !closed && failed == nil && len(inflight) < l.maxInFlight {
+		if !closed && !stopped && len(inflight) < l.maxInFlight {
 			select {
 			case p, ok := <-l.queue:
 				if !ok {
 					closed = true
 					continue
 				}
-				inflight, failed = l.send(inflight, l.fill([]*pending{p}))
+				var err error
+				inflight, err = l.send(inflight, l.fill([]*pending{p}))
+				stopped = err != nil
 				continue
 			default:
 			}
@@ -421,11 +427,12 @@ func (l *Log) runPipelined() {
 		f.cancel()
 		if err != nil {
 			err = fmt.Errorf("append records %d..%d: %w", f.head.seq-int64(len(f.batch))+1, f.head.seq, err)
-			if failed != nil {
-				err = fmt.Errorf("%w; a batch before it failed: %w", err, failed)
+			if cause != nil {
+				err = fmt.Errorf("%w; a batch before it failed: %w", err, cause)
 			} else {
-				failed = err
+				cause = err
 			}
+			stopped = true
 			l.fail(f.batch, err)
 			continue
 		}
