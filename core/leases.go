@@ -59,10 +59,11 @@ func (c *Core) resolveEngine(mountPath string) (logical.Engine, bool) {
 // answer leaves the core. When the lease cannot be stored, the credential
 // is revoked at once and the request fails: no credential without a
 // lease.
-func (c *Core) leaseSecret(ctx context.Context, st *activeState, req *logical.Request, rt route, resp *logical.Response) error {
+func (c *Core) leaseSecret(ctx context.Context, st *activeState, req *logical.Request, caller *token.Entry, rt route, resp *logical.Response) error {
 	s := resp.Secret
 	l, err := st.leases.Create(ctx, lease.CreateParams{
 		MountPath: req.MountPath, IssuePath: req.RelativePath, Secret: s, TokenAccessor: req.TokenAccessor,
+		NotAfter: tokenEnd(caller),
 	})
 	if err == nil {
 		s.LeaseID, s.TTL = l.ID, l.ExpireTime.Sub(l.IssueTime)
@@ -84,6 +85,21 @@ func (c *Core) leaseSecret(ctx context.Context, st *activeState, req *logical.Re
 			"lease_error", err.Error(), "revoke_error", rerr.Error())
 	}
 	return fmt.Errorf("lease the credential of %s (the credential was revoked): %w", req.Path, err)
+}
+
+// tokenEnd is when the token ends for good, renewals included: its
+// maximum expiry, or its expiry when it cannot be renewed; zero for a
+// token that never ends (root) or no token.
+func tokenEnd(e *token.Entry) time.Time {
+	switch {
+	case e == nil:
+		return time.Time{}
+	case !e.MaxExpiresAt.IsZero():
+		return e.MaxExpiresAt
+	case !e.Renewable:
+		return e.ExpiresAt
+	}
+	return time.Time{}
 }
 
 // revokeTokenLeases revokes the leases of revoked tokens. The tokens stay

@@ -147,7 +147,7 @@ func (c *Core) handle(ctx context.Context, st *activeState, req *logical.Request
 		return nil, caller, rt, err
 	}
 	if resp != nil && resp.Secret != nil && rt.engine != nil {
-		if err := c.leaseSecret(ctx, st, req, rt, resp); err != nil {
+		if err := c.leaseSecret(ctx, st, req, caller, rt, resp); err != nil {
 			return nil, caller, rt, err
 		}
 	}

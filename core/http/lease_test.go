@@ -387,6 +387,31 @@ func TestLeaseTokenRevocationCascades(t *testing.T) {
 	}
 }
 
+// TestLeaseCappedByTokenLife: a credential never outlives the token it
+// was issued to: its lease ends by the token's maximum expiry, renewals
+// included, and is revoked then even if nobody revokes the token.
+func TestLeaseCappedByTokenLife(t *testing.T) {
+	e := newLeaseEnv(t)
+	e.must(204, "PUT", "/v1/sys/policies/acl/dyn", `{"policy":"rules: [{path: 'dyn/**', capabilities: [read]}]"}`, e.root)
+	tok := e.must(200, "PUT", "/v1/auth/token/create", `{"policies":["dyn"],"ttl":"25m","explicit_max_ttl":"30m"}`, e.root)["auth"].(map[string]any)["client_token"].(string)
+	m := e.must(200, "GET", "/v1/dyn/creds/app", "", tok)
+	user, id := m["data"].(map[string]any)["username"].(string), m["lease_id"].(string)
+	if got := m["lease_duration"]; got != float64(30*60) {
+		t.Fatalf("lease_duration = %v, want 1800 (the token's 30m maximum, below the role's 1h)", got)
+	}
+	e.clock.Advance(20 * time.Minute)
+	renewed := e.must(200, "PUT", "/v1/sys/leases/renew", `{"lease_id":"`+id+`","increment":7200}`, tok)
+	if got := renewed["lease_duration"]; got != float64(10*60) {
+		t.Fatalf("renewed lease_duration = %v, want 600 (what is left of the token's life)", got)
+	}
+	// A root token's credential keeps the role's TTL.
+	if m := e.must(200, "GET", "/v1/dyn/creds/app", "", e.root); m["lease_duration"] != float64(3600) {
+		t.Errorf("root token's lease_duration = %v, want 3600", m["lease_duration"])
+	}
+	e.clock.Advance(10*time.Minute + time.Second)
+	e.waitRevoked(user)
+}
+
 func TestLeaseUnmountRevokesFirst(t *testing.T) {
 	e := newLeaseEnv(t)
 	user, _ := e.creds("app", e.root)

@@ -360,6 +360,10 @@ type CreateParams struct {
 	Secret *logical.Secret
 	// TokenAccessor is the requester's token.
 	TokenAccessor string
+	// NotAfter, when set, is when the requester's token ends for good
+	// (its maximum expiry): the lease, renewals included, ends by then,
+	// so a credential never outlives the token it was issued to.
+	NotAfter time.Time
 }
 
 // Create stores a lease for a credential an engine just issued and
@@ -380,6 +384,13 @@ func (m *Manager) Create(ctx context.Context, p CreateParams) (*Lease, error) {
 	maxTTL := p.Secret.MaxTTL
 	if maxTTL <= 0 || maxTTL > m.maxTTL {
 		maxTTL = m.maxTTL
+	}
+	if !p.NotAfter.IsZero() {
+		left := p.NotAfter.Sub(now)
+		if left <= 0 {
+			return nil, fmt.Errorf("lease: create: the requesting token ended at %s", p.NotAfter.UTC().Format(time.RFC3339))
+		}
+		maxTTL = min(maxTTL, left)
 	}
 	ttl := p.Secret.TTL
 	if ttl <= 0 {
