@@ -64,8 +64,8 @@ var (
 
 // Defaults of Config.
 const (
-	DefaultFailuresPerMinute = 10
-	DefaultMaxTrackedKeys    = 100_000
+	DefaultFailuresPerMinute = ratelimit.DefaultPerMinute
+	DefaultMaxTrackedKeys    = ratelimit.DefaultMaxKeys
 )
 
 // Storage layout, relative to the engine's storage view:
@@ -148,22 +148,8 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 	if e.rand == nil {
 		e.rand = rand.Reader
 	}
-	if cfg.FailuresPerMinute >= 0 {
-		perMinute := cfg.FailuresPerMinute
-		if perMinute == 0 {
-			perMinute = DefaultFailuresPerMinute
-		}
-		burst := cfg.Burst
-		if burst == 0 {
-			burst = perMinute
-		}
-		maxKeys := cfg.MaxTrackedKeys
-		if maxKeys == 0 {
-			maxKeys = DefaultMaxTrackedKeys
-		}
-		e.sources = ratelimit.New(perMinute, burst, maxKeys)
-		e.roles = ratelimit.New(perMinute, burst, maxKeys)
-	}
+	limit := ratelimit.Settings{PerMinute: cfg.FailuresPerMinute, Burst: cfg.Burst, MaxKeys: cfg.MaxTrackedKeys}
+	e.sources, e.roles = limit.New(), limit.New()
 	return e, nil
 }
 

@@ -62,8 +62,8 @@ var (
 
 // Defaults of Config.
 const (
-	DefaultFailuresPerMinute = 10
-	DefaultMaxTrackedKeys    = 100_000
+	DefaultFailuresPerMinute = ratelimit.DefaultPerMinute
+	DefaultMaxTrackedKeys    = ratelimit.DefaultMaxKeys
 	DefaultReviewTimeout     = 10 * time.Second
 	// DefaultLocalCACertFile and DefaultLocalTokenFile are where a pod
 	// finds its cluster's CA and its own service account token: used, as
@@ -160,21 +160,7 @@ func New(s logical.Storage, cfg Config) (*Engine, error) {
 	if e.localToken == "" {
 		e.localToken = DefaultLocalTokenFile
 	}
-	if cfg.FailuresPerMinute >= 0 {
-		perMinute := cfg.FailuresPerMinute
-		if perMinute == 0 {
-			perMinute = DefaultFailuresPerMinute
-		}
-		burst := cfg.Burst
-		if burst == 0 {
-			burst = perMinute
-		}
-		maxKeys := cfg.MaxTrackedKeys
-		if maxKeys == 0 {
-			maxKeys = DefaultMaxTrackedKeys
-		}
-		e.sources = ratelimit.New(perMinute, burst, maxKeys)
-	}
+	e.sources = ratelimit.Settings{PerMinute: cfg.FailuresPerMinute, Burst: cfg.Burst, MaxKeys: cfg.MaxTrackedKeys}.New()
 	return e, nil
 }
 

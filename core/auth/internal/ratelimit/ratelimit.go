@@ -43,6 +43,36 @@ type bucket struct {
 	full time.Time // when the bucket holds burst tokens again
 }
 
+// Defaults of Settings, shared by the auth methods.
+const (
+	DefaultPerMinute = 10
+	DefaultMaxKeys   = 100_000
+)
+
+// Settings are an auth method's failed-login limit as its configuration
+// gives them: PerMinute negative turns the limit off; a zero field takes
+// its default (Burst: PerMinute).
+type Settings struct {
+	PerMinute, Burst, MaxKeys int
+}
+
+// New returns the limiter s describes, or nil when the limit is off.
+func (s Settings) New() *Limiter {
+	if s.PerMinute < 0 {
+		return nil
+	}
+	if s.PerMinute == 0 {
+		s.PerMinute = DefaultPerMinute
+	}
+	if s.Burst == 0 {
+		s.Burst = s.PerMinute
+	}
+	if s.MaxKeys == 0 {
+		s.MaxKeys = DefaultMaxKeys
+	}
+	return New(s.PerMinute, s.Burst, s.MaxKeys)
+}
+
 // New returns a limiter that lets perMinute failures a minute through
 // for each key on average, burst at once, and tracks at most maxKeys
 // keys. All three must be positive.

@@ -76,3 +76,25 @@ func TestSourceKey(t *testing.T) {
 		t.Errorf("SourceKey(invalid) = %s", got)
 	}
 }
+func TestSettings(t *testing.T) {
+	if l := (Settings{PerMinute: -1}).New(); l != nil {
+		t.Error("a negative PerMinute gave a limiter")
+	}
+	tests := map[string]struct {
+		s          Settings
+		interval   time.Duration
+		burst, max int
+	}{
+		"defaults":      {Settings{}, time.Minute / DefaultPerMinute, DefaultPerMinute, DefaultMaxKeys},
+		"burst follows": {Settings{PerMinute: 30}, 2 * time.Second, 30, DefaultMaxKeys},
+		"all given":     {Settings{PerMinute: 60, Burst: 5, MaxKeys: 7}, time.Second, 5, 7},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := tc.s.New()
+			if l == nil || l.interval != tc.interval || l.burst != tc.burst || l.max != tc.max {
+				t.Fatalf("limiter = %+v, want interval %s burst %d max %d", l, tc.interval, tc.burst, tc.max)
+			}
+		})
+	}
+}
