@@ -96,6 +96,9 @@ type Engine struct {
 	// locks serialise the read-modify-write of one path's metadata: a
 	// path uses locks[fnv1a(path) % lockStripes].
 	locks [lockStripes]sync.Mutex
+
+	// metaMemo skips decoding metadata whose stored bytes are unchanged.
+	metaMemo metaMemo
 }
 
 // New returns an Engine that keeps its data in s, a storage view confined

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/secrethub/secrethub/core/logical"
@@ -219,6 +220,9 @@ func (e *Engine) loadMeta(ctx context.Context, p string) (*secretMeta, error) {
 	case err != nil:
 		return nil, fmt.Errorf("kv: read metadata of %q: %w", p, err)
 	}
+	if m, ok := e.metaMemo.get(p, raw); ok {
+		return m, nil
+	}
 	var m secretMeta
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("kv: decode metadata of %q: %w", p, err)
@@ -226,7 +230,61 @@ func (e *Engine) loadMeta(ctx context.Context, p string) (*secretMeta, error) {
 	if m.Versions == nil {
 		m.Versions = make(map[int]*versionMeta)
 	}
+	e.metaMemo.put(p, raw, &m)
 	return &m, nil
+}
+
+// maxDecodedMeta bounds metaMemo; when it is full it starts over.
+const maxDecodedMeta = 4096
+
+// metaMemo remembers metadata decoded from storage, by path, with the
+// bytes it was decoded from: a read of the same bytes again skips the JSON
+// decoding, which was the largest part of the engine's CPU on a read.
+// Storage is still read (and decrypted) every time, so a changed secret is
+// never answered from here, and callers get their own copy.
+type metaMemo struct {
+	mu      sync.Mutex
+	decoded map[string]decodedMeta
+}
+
+// decodedMeta is metadata and the stored bytes it was decoded from.
+type decodedMeta struct {
+	raw []byte
+	m   *secretMeta
+}
+
+// get returns a copy of the metadata of p decoded from raw, if remembered.
+func (mm *metaMemo) get(p string, raw []byte) (*secretMeta, bool) {
+	mm.mu.Lock()
+	d, ok := mm.decoded[p]
+	mm.mu.Unlock()
+	if !ok || !bytes.Equal(d.raw, raw) {
+		return nil, false
+	}
+	return d.m.clone(), true
+}
+
+// put remembers a copy of m as the metadata of p decoded from raw.
+func (mm *metaMemo) put(p string, raw []byte, m *secretMeta) {
+	d := decodedMeta{raw: bytes.Clone(raw), m: m.clone()}
+	mm.mu.Lock()
+	if mm.decoded == nil || len(mm.decoded) >= maxDecodedMeta {
+		mm.decoded = make(map[string]decodedMeta)
+	}
+	mm.decoded[p] = d
+	mm.mu.Unlock()
+}
+
+// clone returns a copy of m that shares no map or version with it.
+func (m *secretMeta) clone() *secretMeta {
+	c := *m
+	c.CustomMetadata = maps.Clone(m.CustomMetadata)
+	c.Versions = make(map[int]*versionMeta, len(m.Versions))
+	for n, v := range m.Versions {
+		vc := *v
+		c.Versions[n] = &vc
+	}
+	return &c
 }
 
 // loadBoth reads the config and the metadata of p.
@@ -256,6 +314,13 @@ func (e *Engine) commit(ctx context.Context, op, p string, m *secretMeta, ops []
 	if err := e.storage.Txn(ctx, append(ops, put)); err != nil {
 		return fmt.Errorf("kv: %s %q: %w", op, p, err)
 	}
+	// The next load of p reads back the bytes just stored: remember m as
+	// what they decode to, so that it need not decode them. An empty
+	// custom metadata is not stored (omitempty) and decodes as nil.
+	if len(m.CustomMetadata) == 0 {
+		m.CustomMetadata = nil
+	}
+	e.metaMemo.put(p, put.Value, m)
 	return nil
 }
 

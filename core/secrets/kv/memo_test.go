@@ -1,0 +1,143 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/secrethub/secrethub/core/storage/inmem"
+)
+
+// TestLoadMetaFollowsStorage loads a secret's metadata again and again
+// while it changes: each load answers what storage holds, and what one
+// caller does to its copy does not reach the next.
+func TestLoadMetaFollowsStorage(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	be := inmem.New()
+	e, err := New(be, Config{Layout: LayoutKVv2, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := e.write(ctx, "s", map[string]any{"k": "v"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.writeMeta(ctx, "s", metaUpdate{CustomMetadata: &map[string]string{"owner": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.loadMeta(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.clone()
+
+	// A caller's changes to its copy stay with it.
+	first.CurrentVersion = 9
+	first.CustomMetadata["owner"] = "changed"
+	first.Versions[1].Destroyed = true
+	delete(first.Versions, 2)
+	again, err := e.loadMeta(ctx, "s")
+	if err != nil || !reflect.DeepEqual(again, want) {
+		t.Fatalf("second loadMeta = %+v, %v; want %+v (a caller's changes leaked into it)", again, err, want)
+	}
+
+	// Changes through the engine are seen.
+	if err := e.apply(ctx, "delete", "s", []int{1}, softDelete); err != nil {
+		t.Fatal(err)
+	}
+	fresh(t, e, be)
+	if got, err := e.loadMeta(ctx, "s"); err != nil || !got.Versions[1].DeletionTime.Equal(now) || got.CurrentVersion != 2 {
+		t.Fatalf("loadMeta after a delete = %+v, %v; want version 1 deleted at %v", got, err, now)
+	}
+
+	// A change made behind the engine's back is seen too.
+	raw, err := be.Get(ctx, metaKey("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored map[string]any
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		t.Fatal(err)
+	}
+	stored["current_version"] = 1
+	raw, err = json.Marshal(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Put(ctx, metaKey("s"), raw); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.loadMeta(ctx, "s"); err != nil || got.CurrentVersion != 1 {
+		t.Fatalf("loadMeta after a stored change = %+v, %v; want current version 1", got, err)
+	}
+
+	// Bad bytes fail even after good ones were remembered.
+	if err := be.Put(ctx, metaKey("s"), []byte("{")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.loadMeta(ctx, "s"); err == nil {
+		t.Fatal("loadMeta of bytes that do not decode succeeded")
+	}
+}
+
+// TestCommitRemembersWhatLoadDecodes checks that the metadata a write
+// leaves in the memo is what decoding the stored bytes gives, with the
+// real clock (monotonic readings) and custom metadata set and cleared.
+func TestCommitRemembersWhatLoadDecodes(t *testing.T) {
+	ctx := context.Background()
+	be := inmem.New()
+	e, err := New(be, Config{Layout: LayoutKVv2, MaxVersions: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []func() error{
+		func() error { _, err := e.write(ctx, "s", map[string]any{"k": "v"}, nil); return err },
+		func() error {
+			return e.writeMeta(ctx, "s", metaUpdate{CustomMetadata: &map[string]string{"a": "b"}})
+		},
+		func() error { _, err := e.write(ctx, "s", map[string]any{"k": "w"}, nil); return err },
+		func() error { return e.writeMeta(ctx, "s", metaUpdate{CustomMetadata: &map[string]string{}}) },
+		func() error { return e.apply(ctx, "delete", "s", nil, softDelete) },
+		func() error { return e.apply(ctx, "undelete", "s", nil, undelete) },
+		func() error { return e.apply(ctx, "destroy", "s", []int{1}, destroy) },
+		func() error { d := time.Hour; return e.writeMeta(ctx, "s", metaUpdate{DeleteVersionAfter: &d}) },
+		func() error { _, err := e.write(ctx, "s", map[string]any{"k": "x"}, nil); return err },
+		func() error { _, err := e.write(ctx, "s", map[string]any{"k": "y"}, nil); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		fresh(t, e, be)
+	}
+}
+
+// fresh checks that loadMeta answers what decoding the stored bytes of
+// "s" gives.
+func fresh(t *testing.T, e *Engine, be *inmem.Backend) {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := be.Get(ctx, metaKey("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want secretMeta
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	e.metaMemo.mu.Lock()
+	d, ok := e.metaMemo.decoded["s"]
+	e.metaMemo.mu.Unlock()
+	if !ok || !bytes.Equal(d.raw, raw) {
+		t.Fatal("the memo does not hold the stored bytes of the last commit")
+	}
+	got, err := e.loadMeta(ctx, "s")
+	if err != nil || !reflect.DeepEqual(got, &want) {
+		t.Fatalf("loadMeta = %+v, %v; decoding the stored bytes gives %+v", got, err, &want)
+	}
+}
