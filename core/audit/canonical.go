@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // CanonicalVersion is the value of the "v" member of every canonical
@@ -100,31 +102,267 @@ func cleanString(s string) string {
 // encodeBody encodes a normalized event without "v" and "seq". Record calls
 // it in the caller's goroutine, so that the writer only splices in the
 // sequence number.
+//
+// It writes the bytes encoding/json writes for canonicalBody (with HTML
+// escaping off, less the trailing newline), without reflection for the
+// types HMACData leaves in event data (strings, booleans, integers,
+// json.Number literals, nil, map[string]any and []any); a value of any
+// other type is handed to encoding/json. TestEncodeBodyMatchesEncodingJSON
+// and FuzzEncodeBody hold it to encoding/json's bytes.
 func encodeBody(ev Event) ([]byte, error) {
 	if y := ev.Time.Year(); y < 0 || y > 9999 {
 		return nil, fmt.Errorf("audit: encode event %q: time %v is outside years 0 to 9999", ev.RequestID, ev.Time)
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(canonicalBody{
-		Time:          ev.Time.Format(time.RFC3339Nano),
-		RequestID:     ev.RequestID,
-		Operation:     ev.Operation,
-		Path:          ev.Path,
-		ClientAddr:    ev.ClientAddr,
-		TokenAccessor: ev.TokenAccessor,
-		Policies:      ev.Policies,
-		Result:        ev.Result,
-		StatusCode:    ev.StatusCode,
-		Error:         ev.Error,
-		Request:       ev.Request,
-		Response:      ev.Response,
-	})
+	b := make([]byte, 0, bodySizeHint(ev))
+	// RFC 3339 of a year 0 to 9999 has no character JSON escapes.
+	b = append(b, `{"time":"`...)
+	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","request_id":`...)
+	b = appendJSONString(b, ev.RequestID)
+	b = append(b, `,"operation":`...)
+	b = appendJSONString(b, ev.Operation)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, ev.Path)
+	b = append(b, `,"client_addr":`...)
+	b = appendJSONString(b, ev.ClientAddr)
+	b = append(b, `,"token_accessor":`...)
+	b = appendJSONString(b, ev.TokenAccessor)
+	b = append(b, `,"policies":`...)
+	if ev.Policies == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, p := range ev.Policies {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, p)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"result":`...)
+	b = appendJSONString(b, ev.Result)
+	b = append(b, `,"status_code":`...)
+	b = strconv.AppendInt(b, int64(ev.StatusCode), 10)
+	b = append(b, `,"error":`...)
+	b = appendJSONString(b, ev.Error)
+	b = append(b, `,"request":`...)
+	b, err := appendJSONValue(b, ev.Request, 0)
 	if err != nil {
 		return nil, fmt.Errorf("audit: encode event %q: %w", ev.RequestID, err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	b = append(b, `,"response":`...)
+	b, err = appendJSONValue(b, ev.Response, 0)
+	if err != nil {
+		return nil, fmt.Errorf("audit: encode event %q: %w", ev.RequestID, err)
+	}
+	return append(b, '}'), nil
+}
+
+// bodySizeHint guesses the length of ev's encoding, so that encodeBody
+// seldom grows its buffer: the members' names and fixed parts, the
+// strings, and a guess for the data (an HMAC'd string leaf takes about 80
+// bytes).
+func bodySizeHint(ev Event) int {
+	n := 256 + len(ev.RequestID) + len(ev.Operation) + len(ev.Path) + len(ev.ClientAddr) +
+		len(ev.TokenAccessor) + len(ev.Result) + len(ev.Error) + 96*(len(ev.Request)+len(ev.Response))
+	for _, p := range ev.Policies {
+		n += len(p) + 3
+	}
+	return n
+}
+
+// maxFastDepth is how deep appendJSONValue descends itself; below it,
+// encoding/json takes over (and detects cycles).
+const maxFastDepth = 64
+
+// appendJSONValue appends the JSON encoding/json writes for v (HTML
+// escaping off).
+func appendJSONValue(b []byte, v any, depth int) ([]byte, error) {
+	if depth > maxFastDepth {
+		return appendJSONFallback(b, v)
+	}
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONString(b, v), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int8:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int16:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case uint:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case uint8:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case uint16:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case uint32:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, v, 10), nil
+	case json.Number:
+		if isJSONNumber(string(v)) {
+			return append(b, v...), nil
+		}
+	case map[string]any:
+		if v == nil {
+			return append(b, "null"...), nil
+		}
+		var small [16]string
+		keys := small[:0]
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			var err error
+			if b, err = appendJSONValue(b, v[k], depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	case []any:
+		if v == nil {
+			return append(b, "null"...), nil
+		}
+		b = append(b, '[')
+		for i, e := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSONValue(b, e, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	}
+	return appendJSONFallback(b, v)
+}
+
+// appendJSONFallback appends what encoding/json writes for v with HTML
+// escaping off: floats, other json.Numbers, and every other type.
+func appendJSONFallback(b []byte, v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...), nil
+}
+
+// isJSONNumber reports whether s is a JSON number (RFC 8259, section 6):
+// what encoding/json writes a json.Number as, unchanged.
+func isJSONNumber(s string) bool {
+	if s != "" && s[0] == '-' {
+		s = s[1:]
+	}
+	switch {
+	case s == "":
+		return false
+	case s[0] == '0':
+		s = s[1:]
+	case '1' <= s[0] && s[0] <= '9':
+		s = skipDigits(s[1:])
+	default:
+		return false
+	}
+	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
+		s = skipDigits(s[2:])
+	}
+	if len(s) >= 2 && (s[0] == 'e' || s[0] == 'E') {
+		s = s[1:]
+		if s[0] == '+' || s[0] == '-' {
+			s = s[1:]
+		}
+		if s == "" || s[0] < '0' || s[0] > '9' {
+			return false
+		}
+		s = skipDigits(s)
+	}
+	return s == ""
+}
+
+// skipDigits returns s without its leading ASCII digits.
+func skipDigits(s string) string {
+	for s != "" && '0' <= s[0] && s[0] <= '9' {
+		s = s[1:]
+	}
+	return s
+}
+
+// hexDigits are the digits of a \u escape.
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string as encoding/json writes it
+// with HTML escaping off: ", \ and control characters escaped (\b, \f,
+// \n, \r, \t or \u00XX), invalid UTF-8 as \ufffd, U+2028 and U+2029 as
+// \u2028 and \u2029.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // canonical splices "v" and "seq" into the front of an encoded body
