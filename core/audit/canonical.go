@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -110,10 +111,48 @@ func cleanString(s string) string {
 // other type is handed to encoding/json. TestEncodeBodyMatchesEncodingJSON
 // and FuzzEncodeBody hold it to encoding/json's bytes.
 func encodeBody(ev Event) ([]byte, error) {
+	buf, err := encodeBodyHeadroom(ev)
+	if err != nil {
+		return nil, err
+	}
+	return buf[canonicalHeadroom:], nil
+}
+
+// canonicalHeadroom is how many bytes encodeBodyHeadroom leaves before the
+// body, so that canonicalInPlace can put "v" and "seq" there: `{"v":1,` and
+// `"seq":` (13 bytes), at most 20 digits and a comma, less the body's
+// opening brace, which the comma replaces.
+const canonicalHeadroom = 33
+
+// scratch holds the buffers events are encoded in before they are copied
+// out at their size.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxScratch is the largest buffer put back into scratch.
+const maxScratch = 64 << 10
+
+// encodeBodyHeadroom returns encodeBody(ev) preceded by canonicalHeadroom
+// bytes of room, in a buffer of its own of exactly that length.
+func encodeBodyHeadroom(ev Event) ([]byte, error) {
+	sp := scratch.Get().(*[]byte)
+	b, err := appendBody((*sp)[:canonicalHeadroom], ev)
+	if err != nil {
+		scratch.Put(sp)
+		return nil, err
+	}
+	out := append([]byte(nil), b...)
+	if cap(b) <= maxScratch {
+		*sp = b[:0]
+		scratch.Put(sp)
+	}
+	return out, nil
+}
+
+// appendBody appends encodeBody(ev) to b.
+func appendBody(b []byte, ev Event) ([]byte, error) {
 	if y := ev.Time.Year(); y < 0 || y > 9999 {
 		return nil, fmt.Errorf("audit: encode event %q: time %v is outside years 0 to 9999", ev.RequestID, ev.Time)
 	}
-	b := make([]byte, 0, bodySizeHint(ev))
 	// RFC 3339 of a year 0 to 9999 has no character JSON escapes.
 	b = append(b, `{"time":"`...)
 	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
@@ -157,19 +196,6 @@ func encodeBody(ev Event) ([]byte, error) {
 		return nil, fmt.Errorf("audit: encode event %q: %w", ev.RequestID, err)
 	}
 	return append(b, '}'), nil
-}
-
-// bodySizeHint guesses the length of ev's encoding, so that encodeBody
-// seldom grows its buffer: the members' names and fixed parts, the
-// strings, and a guess for the data (an HMAC'd string leaf takes about 80
-// bytes).
-func bodySizeHint(ev Event) int {
-	n := 256 + len(ev.RequestID) + len(ev.Operation) + len(ev.Path) + len(ev.ClientAddr) +
-		len(ev.TokenAccessor) + len(ev.Result) + len(ev.Error) + 96*(len(ev.Request)+len(ev.Response))
-	for _, p := range ev.Policies {
-		n += len(p) + 3
-	}
-	return n
 }
 
 // maxFastDepth is how deep appendJSONValue descends itself; below it,
@@ -368,13 +394,32 @@ func appendJSONString(b []byte, s string) []byte {
 // canonical splices "v" and "seq" into the front of an encoded body
 // ({"time":…}), giving the canonical encoding.
 func canonical(seq int64, body []byte) []byte {
-	out := make([]byte, 0, len(body)+32)
-	out = append(out, `{"v":`...)
-	out = strconv.AppendInt(out, CanonicalVersion, 10)
-	out = append(out, `,"seq":`...)
-	out = strconv.AppendInt(out, seq, 10)
-	out = append(out, ',')
-	return append(out, body[1:]...)
+	return append(canonicalPrefix(make([]byte, 0, len(body)+32), seq), body[1:]...)
+}
+
+// canonicalPrefix appends `{"v":1,"seq":N,` to b.
+func canonicalPrefix(b []byte, seq int64) []byte {
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, CanonicalVersion, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, ',')
+}
+
+// canonicalInPlace returns the canonical encoding of record seq from buf,
+// a body as encodeBodyHeadroom returns it, without copying the body: it
+// writes "v" and "seq" into the room before it, over the body's opening
+// brace. The result shares buf, which must not be used again for
+// another seq while the result is in use.
+func canonicalInPlace(seq int64, buf []byte) []byte {
+	var room [canonicalHeadroom + 1]byte
+	pre := canonicalPrefix(room[:0], seq)
+	start := canonicalHeadroom + 1 - len(pre)
+	if start < 0 {
+		return canonical(seq, buf[canonicalHeadroom:])
+	}
+	copy(buf[start:], pre)
+	return buf[start:]
 }
 
 // DecodeCanonical parses a canonical encoding, returning the sequence number

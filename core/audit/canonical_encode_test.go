@@ -53,6 +53,18 @@ func sameBody(t *testing.T, ev Event) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("encodeBody differs from encoding/json:\n got %s\nwant %s", got, want)
 	}
+	if gotErr != nil {
+		return
+	}
+	for _, seq := range []int64{1, 0, -1, 42, math.MaxInt64, math.MinInt64} {
+		buf, err := encodeBodyHeadroom(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := canonicalInPlace(seq, buf), canonical(seq, want); !bytes.Equal(got, want) {
+			t.Fatalf("canonicalInPlace(%d) differs from splicing:\n got %s\nwant %s", seq, got, want)
+		}
+	}
 }
 
 type textish string

@@ -38,6 +38,16 @@ func (h *hasher) sum(b []byte) []byte {
 	return out
 }
 
+// sumTo appends the HMAC of b to dst.
+func (h *hasher) sumTo(dst, b []byte) []byte {
+	m := h.pool.Get().(hash.Hash)
+	m.Reset()
+	m.Write(b)
+	out := m.Sum(dst)
+	h.pool.Put(m)
+	return out
+}
+
 // hashString returns HashPrefix and the hex HMAC of s.
 func (h *hasher) hashString(s string) string {
 	m := h.pool.Get().(hash.Hash)
@@ -46,7 +56,10 @@ func (h *hasher) hashString(s string) string {
 	var sum [sha256.Size]byte
 	m.Sum(sum[:0])
 	h.pool.Put(m)
-	return HashPrefix + hex.EncodeToString(sum[:])
+	var out [len(HashPrefix) + 2*sha256.Size]byte
+	copy(out[:], HashPrefix)
+	hex.Encode(out[len(HashPrefix):], sum[:])
+	return string(out[:])
 }
 
 // HashValue returns "hmac-sha256:" and the hex HMAC-SHA256 of s under the

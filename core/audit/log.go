@@ -81,8 +81,10 @@ type chainHead struct {
 
 // pending is one event waiting for the writer.
 type pending struct {
-	ev   Event  // normalized, data HMAC'd
-	body []byte // encodeBody(ev)
+	ev Event // normalized, data HMAC'd
+	// body is encodeBody(ev) after canonicalHeadroom bytes of room
+	// (encodeBodyHeadroom), which chain fills in once, with the seq.
+	body []byte
 	done chan error
 }
 
@@ -191,7 +193,7 @@ func (l *Log) Record(ctx context.Context, ev Event) error {
 	ev.Request = l.HMACData(ev.Request)
 	ev.Response = l.HMACData(ev.Response)
 	ev = normalize(ev)
-	body, err := encodeBody(ev)
+	body, err := encodeBodyHeadroom(ev)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
@@ -312,20 +314,24 @@ func (l *Log) chain(ctx context.Context, batch []*pending) ([]Record, chainHead,
 		l.head, l.resync = head, false
 	}
 	recs := make([]Record, len(batch))
+	// One allocation for the hashes and signatures of the batch.
+	sums := make([]byte, 2*sha256.Size*len(batch))
 	seq, prev := l.head.seq, l.head.hash
 	for i, p := range batch {
 		seq++
-		canon := canonical(seq, p.body)
+		canon := canonicalInPlace(seq, p.body)
 		h := sha256.New()
 		h.Write(prev)
 		h.Write(canon)
-		sum := h.Sum(nil)
+		sum := h.Sum(sums[:0:sha256.Size])
+		sig := l.sign.sumTo(sums[sha256.Size:sha256.Size:2*sha256.Size], sum)
+		sums = sums[2*sha256.Size:]
 		recs[i] = Record{
 			Seq:       seq,
 			Time:      p.ev.Time,
 			PrevHash:  prev,
 			Hash:      sum,
-			Signature: l.sign.sum(sum),
+			Signature: sig,
 			Canonical: canon,
 			Event:     p.ev,
 		}
