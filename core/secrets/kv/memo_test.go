@@ -141,3 +141,58 @@ func fresh(t *testing.T, e *Engine, be *inmem.Backend) {
 		t.Fatalf("loadMeta = %+v, %v; decoding the stored bytes gives %+v", got, err, &want)
 	}
 }
+
+// TestSharedMetaIsNotChanged reads a secret while it is written from other
+// goroutines: a reader's metadata, shared through the memo, never changes
+// under it (the race detector watches), and every read sees a version
+// that was written.
+func TestSharedMetaIsNotChanged(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(inmem.New(), Config{Layout: LayoutKVv2, MaxVersions: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.write(ctx, "s", map[string]any{"k": "v"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const writes = 50
+	done := make(chan error, 1)
+	go func() {
+		for range writes {
+			if _, err := e.write(ctx, "s", map[string]any{"k": "v"}, nil); err != nil {
+				done <- err
+				return
+			}
+			if err := e.apply(ctx, "delete", "s", []int{1}, softDelete); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		r, err := e.read(ctx, "s", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := r.Meta.clone()
+		_, _, err = e.metadata(ctx, "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(before, r.Meta.clone()) || r.Meta.CurrentVersion < 1 || r.Meta.CurrentVersion > writes+1 {
+			t.Fatalf("shared metadata changed under a reader or is wrong: %+v", r.Meta)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := e.read(ctx, "s", 0); err != nil || r.Meta.CurrentVersion != writes+1 {
+				t.Fatalf("last read = %+v, %v; want version %d", r, err, writes+1)
+			}
+			return
+		default:
+		}
+	}
+}

@@ -211,8 +211,16 @@ func (e *Engine) storedConfig(ctx context.Context) (engineConfig, error) {
 }
 
 // loadMeta returns the metadata of p, or nil if p has none. A storage
-// error is returned as such, never as "missing".
+// error is returned as such, never as "missing". The caller owns the
+// result and may change it.
 func (e *Engine) loadMeta(ctx context.Context, p string) (*secretMeta, error) {
+	return e.loadMetaAs(ctx, p, false)
+}
+
+// loadMetaAs is loadMeta; when shared is set, for a caller that only
+// reads the result, which may then be shared with other callers and must
+// not be changed.
+func (e *Engine) loadMetaAs(ctx context.Context, p string, shared bool) (*secretMeta, error) {
 	raw, err := e.storage.Get(ctx, metaKey(p))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -220,7 +228,7 @@ func (e *Engine) loadMeta(ctx context.Context, p string) (*secretMeta, error) {
 	case err != nil:
 		return nil, fmt.Errorf("kv: read metadata of %q: %w", p, err)
 	}
-	if m, ok := e.metaMemo.get(p, raw); ok {
+	if m, ok := e.metaMemo.get(p, raw, shared); ok {
 		return m, nil
 	}
 	var m secretMeta
@@ -230,7 +238,11 @@ func (e *Engine) loadMeta(ctx context.Context, p string) (*secretMeta, error) {
 	if m.Versions == nil {
 		m.Versions = make(map[int]*versionMeta)
 	}
-	e.metaMemo.put(p, raw, &m)
+	if shared {
+		e.metaMemo.put(p, raw, &m)
+	} else {
+		e.metaMemo.put(p, raw, m.clone())
+	}
 	return &m, nil
 }
 
@@ -253,20 +265,26 @@ type decodedMeta struct {
 	m   *secretMeta
 }
 
-// get returns a copy of the metadata of p decoded from raw, if remembered.
-func (mm *metaMemo) get(p string, raw []byte) (*secretMeta, bool) {
+// get returns the metadata of p decoded from raw, if remembered: the
+// remembered one when shared is set (the caller must not change it), a
+// copy otherwise.
+func (mm *metaMemo) get(p string, raw []byte, shared bool) (*secretMeta, bool) {
 	mm.mu.Lock()
 	d, ok := mm.decoded[p]
 	mm.mu.Unlock()
 	if !ok || !bytes.Equal(d.raw, raw) {
 		return nil, false
 	}
+	if shared {
+		return d.m, true
+	}
 	return d.m.clone(), true
 }
 
-// put remembers a copy of m as the metadata of p decoded from raw.
+// put remembers m as the metadata of p decoded from raw. m is shared from
+// then on: nobody may change it.
 func (mm *metaMemo) put(p string, raw []byte, m *secretMeta) {
-	d := decodedMeta{raw: bytes.Clone(raw), m: m.clone()}
+	d := decodedMeta{raw: bytes.Clone(raw), m: m}
 	mm.mu.Lock()
 	if mm.decoded == nil || len(mm.decoded) >= maxDecodedMeta {
 		mm.decoded = make(map[string]decodedMeta)
@@ -287,13 +305,19 @@ func (m *secretMeta) clone() *secretMeta {
 	return &c
 }
 
-// loadBoth reads the config and the metadata of p.
+// loadBoth reads the config and the metadata of p (see loadMeta).
 func (e *Engine) loadBoth(ctx context.Context, p string) (engineConfig, *secretMeta, error) {
+	return e.loadBothAs(ctx, p, false)
+}
+
+// loadBothAs is loadBoth, with shared metadata (see loadMetaAs) when
+// shared is set.
+func (e *Engine) loadBothAs(ctx context.Context, p string, shared bool) (engineConfig, *secretMeta, error) {
 	cfg, err := e.config(ctx)
 	if err != nil {
 		return cfg, nil, err
 	}
-	m, err := e.loadMeta(ctx, p)
+	m, err := e.loadMetaAs(ctx, p, shared)
 	return cfg, m, err
 }
 
@@ -320,7 +344,7 @@ func (e *Engine) commit(ctx context.Context, op, p string, m *secretMeta, ops []
 	if len(m.CustomMetadata) == 0 {
 		m.CustomMetadata = nil
 	}
-	e.metaMemo.put(p, put.Value, m)
+	e.metaMemo.put(p, put.Value, m.clone())
 	return nil
 }
 
@@ -377,6 +401,7 @@ func (e *Engine) write(ctx context.Context, p string, data map[string]any, cas *
 // readResult is one version of a secret as read.
 type readResult struct {
 	View versionView
+	// Meta is shared (see loadMetaAs): read it, never change it.
 	Meta *secretMeta
 	// Data is nil when the version is deleted or destroyed.
 	Data map[string]any
@@ -387,7 +412,7 @@ type readResult struct {
 // deleted or destroyed is returned without Data, so the caller can show
 // its metadata.
 func (e *Engine) read(ctx context.Context, p string, n int) (*readResult, error) {
-	cfg, m, err := e.loadBoth(ctx, p)
+	cfg, m, err := e.loadBothAs(ctx, p, true)
 	if err != nil {
 		return nil, err
 	}
@@ -425,8 +450,9 @@ func (e *Engine) read(ctx context.Context, p string, n int) (*readResult, error)
 }
 
 // metadata returns the config and metadata of p, or logical.ErrNotFound.
+// The metadata is shared (see loadMetaAs): read it, never change it.
 func (e *Engine) metadata(ctx context.Context, p string) (engineConfig, *secretMeta, error) {
-	cfg, m, err := e.loadBoth(ctx, p)
+	cfg, m, err := e.loadBothAs(ctx, p, true)
 	if err != nil {
 		return cfg, nil, err
 	}
