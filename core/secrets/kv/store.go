@@ -239,9 +239,9 @@ func (e *Engine) loadMetaAs(ctx context.Context, p string, shared bool) (*secret
 		m.Versions = make(map[int]*versionMeta)
 	}
 	if shared {
-		e.metaMemo.put(p, raw, &m)
+		e.metaMemo.put(p, bytes.Clone(raw), &m)
 	} else {
-		e.metaMemo.put(p, raw, m.clone())
+		e.metaMemo.put(p, bytes.Clone(raw), m.clone())
 	}
 	return &m, nil
 }
@@ -281,10 +281,10 @@ func (mm *metaMemo) get(p string, raw []byte, shared bool) (*secretMeta, bool) {
 	return d.m.clone(), true
 }
 
-// put remembers m as the metadata of p decoded from raw. m is shared from
-// then on: nobody may change it.
+// put remembers m as the metadata of p decoded from raw. m and raw are
+// shared from then on: nobody may change them.
 func (mm *metaMemo) put(p string, raw []byte, m *secretMeta) {
-	d := decodedMeta{raw: bytes.Clone(raw), m: m}
+	d := decodedMeta{raw: raw, m: m}
 	mm.mu.Lock()
 	if mm.decoded == nil || len(mm.decoded) >= maxDecodedMeta {
 		mm.decoded = make(map[string]decodedMeta)
@@ -329,7 +329,8 @@ func encodeMeta(p string, m *secretMeta) (storage.Op, error) {
 	return storage.PutOp(metaKey(p), raw), nil
 }
 
-// commit applies ops and then stores m, in one transaction.
+// commit applies ops and then stores m, in one transaction. m is shared
+// from then on (see loadMetaAs): the caller must not change it any more.
 func (e *Engine) commit(ctx context.Context, op, p string, m *secretMeta, ops []storage.Op) error {
 	put, err := encodeMeta(p, m)
 	if err != nil {
@@ -344,7 +345,7 @@ func (e *Engine) commit(ctx context.Context, op, p string, m *secretMeta, ops []
 	if len(m.CustomMetadata) == 0 {
 		m.CustomMetadata = nil
 	}
-	e.metaMemo.put(p, put.Value, m.clone())
+	e.metaMemo.put(p, put.Value, m)
 	return nil
 }
 
