@@ -196,3 +196,62 @@ func TestSharedMetaIsNotChanged(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendMetaJSONMatchesMarshal compares secretMeta.appendJSON with
+// json.Marshal on metadata with every optional member set and unset, version
+// numbers whose string order differs from their numeric order, awkward
+// custom metadata, and times in and out of what RFC 3339 allows.
+func TestAppendMetaJSONMatchesMarshal(t *testing.T) {
+	t.Parallel()
+	times := []time.Time{
+		{}, time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC), time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC),
+		time.Now(), time.Now().UTC(), time.Date(2025, 3, 1, 12, 0, 0, 5, time.FixedZone("CET", 3600)),
+		time.Date(2025, 3, 1, 12, 0, 0, 0, time.FixedZone("Z0", 0)), time.Date(2025, 3, 1, 12, 0, 0, 0, time.FixedZone("far", 25*3600)),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	customs := []map[string]string{
+		nil, {}, {"owner": "team-a"},
+		{"<b>": "a&b", "\x00\x1f\"\\": "\xff\xfe", "\u2028": "\u2029 caf\u00e9 \U0001F511", "z": "", "": "empty key", "\x7f": "\t\n\r\b\f"},
+	}
+	var valid []time.Time
+	for _, tm := range times {
+		if _, err := tm.MarshalJSON(); err == nil {
+			valid = append(valid, tm)
+		}
+	}
+	var metas []*secretMeta
+	for i, tm := range times {
+		versions := map[int]*versionMeta{}
+		for n := 1; n <= 12; n++ {
+			versions[n*(i+1)] = &versionMeta{
+				CreatedTime: valid[(i+n)%len(valid)], DeletionTime: valid[(i+2*n)%len(valid)],
+				Destroyed: n%3 == 0, Undeleted: n%4 == 0,
+			}
+		}
+		versions[1000+i] = nil
+		for j, cm := range customs {
+			metas = append(metas, &secretMeta{
+				CurrentVersion: i * j, CreatedTime: tm, UpdatedTime: times[(i+j)%len(times)],
+				MaxVersions: j - 1, CASRequired: j%2 == 1, DeleteVersionAfter: time.Duration(i-j) * time.Hour,
+				CustomMetadata: cm, Versions: versions,
+			})
+		}
+		metas = append(metas, &secretMeta{CreatedTime: tm}, &secretMeta{UpdatedTime: tm, Versions: map[int]*versionMeta{}},
+			&secretMeta{Versions: map[int]*versionMeta{-5: {}, 0: {CreatedTime: tm}, 7: {Undeleted: true}}})
+	}
+	encoded := 0
+	for i, m := range metas {
+		want, wantErr := json.Marshal(m)
+		got, gotErr := m.appendJSON(nil)
+		if (gotErr != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+			t.Fatalf("meta %d: appendJSON = %s, %v\njson.Marshal = %s, %v", i, got, gotErr, want, wantErr)
+		}
+		if wantErr == nil {
+			encoded++
+		}
+	}
+	if encoded < len(metas)*2/3 {
+		t.Fatalf("only %d of %d metas encode; the test compares too few bytes", encoded, len(metas))
+	}
+}

@@ -9,8 +9,10 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/secrethub/secrethub/core/logical"
 	"github.com/secrethub/secrethub/core/storage"
@@ -322,7 +324,7 @@ func (e *Engine) loadBothAs(ctx context.Context, p string, shared bool) (engineC
 }
 
 func encodeMeta(p string, m *secretMeta) (storage.Op, error) {
-	raw, err := json.Marshal(m)
+	raw, err := m.appendJSON(make([]byte, 0, 160+96*len(m.Versions)))
 	if err != nil {
 		return storage.Op{}, fmt.Errorf("kv: encode metadata of %q: %w", p, err)
 	}
@@ -638,4 +640,162 @@ func (e *Engine) exists(ctx context.Context, p string) (bool, error) {
 		return false, fmt.Errorf("kv: read metadata of %q: %w", p, err)
 	}
 	return true, nil
+}
+
+// appendJSON appends json.Marshal(m) to b, without reflection: the
+// members in field order, omitempty and omitzero as tagged, version keys
+// sorted as strings (as encoding/json sorts a map's keys), strings escaped
+// with HTML escaping on, times as time.Time.MarshalJSON writes them.
+// TestAppendMetaJSONMatchesMarshal holds it to json.Marshal's bytes.
+func (m *secretMeta) appendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = append(b, `{"current_version":`...)
+	b = strconv.AppendInt(b, int64(m.CurrentVersion), 10)
+	b = append(b, `,"created_time":`...)
+	if b, err = appendJSONTime(b, m.CreatedTime); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"updated_time":`...)
+	if b, err = appendJSONTime(b, m.UpdatedTime); err != nil {
+		return nil, err
+	}
+	if m.MaxVersions != 0 {
+		b = append(b, `,"max_versions":`...)
+		b = strconv.AppendInt(b, int64(m.MaxVersions), 10)
+	}
+	if m.CASRequired {
+		b = append(b, `,"cas_required":true`...)
+	}
+	if m.DeleteVersionAfter != 0 {
+		b = append(b, `,"delete_version_after":`...)
+		b = strconv.AppendInt(b, int64(m.DeleteVersionAfter), 10)
+	}
+	if len(m.CustomMetadata) > 0 {
+		b = append(b, `,"custom_metadata":{`...)
+		for i, k := range slices.Sorted(maps.Keys(m.CustomMetadata)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, m.CustomMetadata[k])
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"versions":`...)
+	if m.Versions == nil {
+		return append(b, "null}"...), nil
+	}
+	type key struct {
+		s string
+		n int
+	}
+	keys := make([]key, 0, len(m.Versions))
+	for n := range m.Versions {
+		keys = append(keys, key{strconv.Itoa(n), n})
+	}
+	slices.SortFunc(keys, func(x, y key) int { return strings.Compare(x.s, y.s) })
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k.s...)
+		b = append(b, `":`...)
+		v := m.Versions[k.n]
+		if v == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		b = append(b, `{"created_time":`...)
+		if b, err = appendJSONTime(b, v.CreatedTime); err != nil {
+			return nil, err
+		}
+		if !v.DeletionTime.IsZero() {
+			b = append(b, `,"deletion_time":`...)
+			if b, err = appendJSONTime(b, v.DeletionTime); err != nil {
+				return nil, err
+			}
+		}
+		if v.Destroyed {
+			b = append(b, `,"destroyed":true`...)
+		}
+		if v.Undeleted {
+			b = append(b, `,"undeleted":true`...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "}}"...), nil
+}
+
+// appendJSONTime appends t as time.Time.MarshalJSON writes it.
+func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+	if _, offset := t.Zone(); offset != 0 || t.Year() < 0 || t.Year() > 9999 {
+		// The cases MarshalJSON checks (and may refuse), left to it.
+		raw, err := t.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		return append(b, raw...), nil
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), nil
+}
+
+// appendJSONString appends s as encoding/json writes a string with HTML
+// escaping on (json.Marshal): ", \ and control characters escaped, <, >
+// and & as \u003c, \u003e and \u0026, invalid UTF-8 as \ufffd, U+2028 and
+// U+2029 as \u2028 and \u2029.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
