@@ -89,7 +89,7 @@ func TestPayloadsTheCoreAccepts(t *testing.T) {
 		},
 		"aws": {
 			role: &v1alpha1.DynamicRole{Spec: v1alpha1.DynamicRoleSpec{Engine: v1alpha1.EngineAWS,
-				AWS: &v1alpha1.AWSRole{CredentialType: v1alpha1.AWSIAMUser, PolicyARNs: []string{"arn:aws:iam::aws:policy/ReadOnlyAccess"}},
+				AWS:        &v1alpha1.AWSRole{CredentialType: v1alpha1.AWSIAMUser, PolicyARNs: []string{"arn:aws:iam::aws:policy/ReadOnlyAccess"}},
 				DefaultTTL: hour, MaxTTL: &metav1.Duration{Duration: 2 * time.Hour}}},
 			secret: map[string][]byte{"access_key": []byte("AKIAIOSFODNN7EXAMPLE"), "secret_key": []byte("secret")},
 			typ:    "aws",
