@@ -43,9 +43,16 @@ func newPipeSink(gated bool) *pipeSink {
 }
 
 func (s *pipeSink) StartAppend(ctx context.Context, recs []audit.Record) error {
-	s.started <- len(recs)
 	if s.startGate != nil {
+		s.started <- len(recs)
 		<-s.startGate
+	} else {
+		// Ungated, nobody drains started: it only counts, and a run with
+		// more batches than its buffer must not block on it.
+		select {
+		case s.started <- len(recs):
+		default:
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
