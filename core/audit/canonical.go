@@ -10,7 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/secrethub/secrethub/internal/jsonstr"
 )
 
 // CanonicalVersion is the value of the "v" member of every canonical
@@ -157,15 +158,15 @@ func appendBody(b []byte, ev Event) ([]byte, error) {
 	b = append(b, `{"time":"`...)
 	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","request_id":`...)
-	b = appendJSONString(b, ev.RequestID)
+	b = jsonstr.Append(b, ev.RequestID, false)
 	b = append(b, `,"operation":`...)
-	b = appendJSONString(b, ev.Operation)
+	b = jsonstr.Append(b, ev.Operation, false)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, ev.Path)
+	b = jsonstr.Append(b, ev.Path, false)
 	b = append(b, `,"client_addr":`...)
-	b = appendJSONString(b, ev.ClientAddr)
+	b = jsonstr.Append(b, ev.ClientAddr, false)
 	b = append(b, `,"token_accessor":`...)
-	b = appendJSONString(b, ev.TokenAccessor)
+	b = jsonstr.Append(b, ev.TokenAccessor, false)
 	b = append(b, `,"policies":`...)
 	if ev.Policies == nil {
 		b = append(b, "null"...)
@@ -175,16 +176,16 @@ func appendBody(b []byte, ev Event) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, p)
+			b = jsonstr.Append(b, p, false)
 		}
 		b = append(b, ']')
 	}
 	b = append(b, `,"result":`...)
-	b = appendJSONString(b, ev.Result)
+	b = jsonstr.Append(b, ev.Result, false)
 	b = append(b, `,"status_code":`...)
 	b = strconv.AppendInt(b, int64(ev.StatusCode), 10)
 	b = append(b, `,"error":`...)
-	b = appendJSONString(b, ev.Error)
+	b = jsonstr.Append(b, ev.Error, false)
 	b = append(b, `,"request":`...)
 	b, err := appendJSONValue(b, ev.Request, 0)
 	if err != nil {
@@ -212,7 +213,7 @@ func appendJSONValue(b []byte, v any, depth int) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendJSONString(b, v), nil
+		return jsonstr.Append(b, v, false), nil
 	case bool:
 		return strconv.AppendBool(b, v), nil
 	case int:
@@ -254,7 +255,7 @@ func appendJSONValue(b []byte, v any, depth int) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = jsonstr.Append(b, k, false)
 			b = append(b, ':')
 			var err error
 			if b, err = appendJSONValue(b, v[k], depth+1); err != nil {
@@ -331,64 +332,6 @@ func skipDigits(s string) string {
 		s = s[1:]
 	}
 	return s
-}
-
-// hexDigits are the digits of a \u escape.
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string as encoding/json writes it
-// with HTML escaping off: ", \ and control characters escaped (\b, \f,
-// \n, \r, \t or \u00XX), invalid UTF-8 as \ufffd, U+2028 and U+2029 as
-// \u2028 and \u2029.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // canonical splices "v" and "seq" into the front of an encoded body
