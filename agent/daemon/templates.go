@@ -325,20 +325,18 @@ func (ts *Templates) renderAndWrite(ctx context.Context, r Reader, list []*templ
 		if o.t.paths == nil {
 			o.t.paths = []string{}
 		}
-		// A reload tells the application that a file it may have read
-		// changed: not when the file is new.
-		_, statErr := os.Lstat(o.t.cfg.Destination)
-		existed := statErr == nil
-		changed, err := sink.Write(o.t.cfg.Destination, o.out, o.t.cfg.Mode())
+		res, err := sink.Write(o.t.cfg.Destination, o.out, o.t.cfg.Mode())
 		if err != nil {
 			return written, fmt.Errorf("template %q: %w", o.t.cfg.Name, err)
 		}
-		if !changed {
+		if res == sink.Unchanged {
 			continue
 		}
 		written = append(written, o.t.cfg.Destination)
 		ts.log.Info("template rendered", "template", o.t.cfg.Name, "destination", o.t.cfg.Destination)
-		if o.t.action != nil && existed {
+		// A reload tells the application that a file it may have read
+		// changed: not when the file is new.
+		if o.t.action != nil && res == sink.Replaced {
 			if err := o.t.action.Run(ctx); err != nil {
 				if !ts.reloadWarnOnly {
 					return written, fmt.Errorf("template %q: reload: %w", o.t.cfg.Name, err)

@@ -43,11 +43,27 @@ var osOps = ops{
 	syncDir:    syncDir,
 }
 
+// Result says what Write did to the content at its path.
+type Result int
+
+// The results of Write.
+const (
+	// Unchanged: path already was a regular file with the content (its
+	// mode may have been fixed).
+	Unchanged Result = iota
+	// Created: nothing was at path; the file is new.
+	Created
+	// Replaced: something else was at path (other content, a link, ...)
+	// and the file replaced it. A reader may have seen the old one.
+	Replaced
+)
+
 // Write makes the file at path hold content with mode perm.
 //
 // When path already is a regular file with exactly this content, nothing
-// is written; if only its mode differs, the mode is fixed. changed reports
-// whether the content was (re)written. Otherwise the content goes to a
+// is written; if only its mode differs, the mode is fixed. The Result
+// says whether the content was written, and whether it replaced
+// something that was there. Otherwise the content goes to a
 // temporary file in the same directory (named ".<base>.tmp-*"), which is
 // given mode perm, synced and renamed over path, and the directory is
 // synced. A symbolic link at path is replaced by the file, not followed.
@@ -55,26 +71,26 @@ var osOps = ops{
 // permission bits only. On error the temporary file is removed and path
 // is left as it was (unless only the final directory sync failed, in
 // which case the new content is in place but may not survive a crash).
-func Write(path string, content []byte, perm fs.FileMode) (changed bool, err error) {
+func Write(path string, content []byte, perm fs.FileMode) (Result, error) {
 	return osOps.write(path, content, perm)
 }
 
-func (o ops) write(path string, content []byte, perm fs.FileMode) (changed bool, err error) {
+func (o ops) write(path string, content []byte, perm fs.FileMode) (Result, error) {
 	if perm&^fs.ModePerm != 0 {
-		return false, fmt.Errorf("sink: write %q: mode %v has bits other than permissions", path, perm)
+		return Unchanged, fmt.Errorf("sink: write %q: mode %v has bits other than permissions", path, perm)
 	}
 	if path == "" {
-		return false, errors.New("sink: write: empty path")
+		return Unchanged, errors.New("sink: write: empty path")
 	}
-	same, err := sameContent(path, content)
+	same, existed, err := sameContent(path, content)
 	if err != nil {
-		return false, fmt.Errorf("sink: write %q: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: %w", path, err)
 	}
 	if same {
 		if err := fixMode(path, perm); err != nil {
-			return false, fmt.Errorf("sink: write %q: %w", path, err)
+			return Unchanged, fmt.Errorf("sink: write %q: %w", path, err)
 		}
-		return false, nil
+		return Unchanged, nil
 	}
 
 	dir, base := filepath.Split(path)
@@ -82,11 +98,11 @@ func (o ops) write(path string, content []byte, perm fs.FileMode) (changed bool,
 		dir = "."
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, fmt.Errorf("sink: write %q: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: %w", path, err)
 	}
 	f, err := o.createTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return false, fmt.Errorf("sink: write %q: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: %w", path, err)
 	}
 	tmp := f.Name()
 	renamed := false
@@ -97,52 +113,57 @@ func (o ops) write(path string, content []byte, perm fs.FileMode) (changed bool,
 	}()
 	if _, err := f.Write(content); err != nil {
 		f.Close()
-		return false, fmt.Errorf("sink: write %q: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: %w", path, err)
 	}
 	if err := f.Chmod(perm); err != nil {
 		f.Close()
-		return false, fmt.Errorf("sink: write %q: chmod: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: chmod: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return false, fmt.Errorf("sink: write %q: sync: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: sync: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("sink: write %q: close: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: close: %w", path, err)
 	}
 	if err := o.rename(tmp, path); err != nil {
-		return false, fmt.Errorf("sink: write %q: %w", path, err)
+		return Unchanged, fmt.Errorf("sink: write %q: %w", path, err)
 	}
 	renamed = true
-	if err := o.syncDir(dir); err != nil {
-		return true, fmt.Errorf("sink: write %q: sync directory: %w", path, err)
+	done := Created
+	if existed {
+		done = Replaced
 	}
-	return true, nil
+	if err := o.syncDir(dir); err != nil {
+		return done, fmt.Errorf("sink: write %q: sync directory: %w", path, err)
+	}
+	return done, nil
 }
 
 // sameContent reports whether path is a regular file holding exactly
-// content. A missing file, a symbolic link or any other kind of file is
-// not the same (a directory then makes the rename fail).
-func sameContent(path string, content []byte) (bool, error) {
+// content, and whether anything is at path. A missing file, a symbolic
+// link or any other kind of file is not the same (a directory then makes
+// the rename fail).
+func sameContent(path string, content []byte) (same, existed bool, err error) {
 	fi, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
+		return false, false, nil
 	case err != nil:
-		return false, err
+		return false, false, err
 	case !fi.Mode().IsRegular():
-		return false, nil
+		return false, true, nil
 	case fi.Size() != int64(len(content)):
-		return false, nil
+		return false, true, nil
 	}
 	old, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return false, false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, true, err
 	}
-	return bytes.Equal(old, content), nil
+	return bytes.Equal(old, content), true, nil
 }
 
 // fixMode sets path's mode to perm if it differs.

@@ -69,50 +69,50 @@ func leftovers(t *testing.T, dir string) []string {
 
 func TestWrite(t *testing.T) {
 	tests := map[string]struct {
-		setup       func(t *testing.T, path string) // nil: no file
-		content     string
-		perm        fs.FileMode
-		wantChanged bool
-		wantMode    fs.FileMode
-		sameInode   bool // the file was not replaced
-		sameMtime   bool // the file was not written
+		setup     func(t *testing.T, path string) // nil: no file
+		content   string
+		perm      fs.FileMode
+		want      Result
+		wantMode  fs.FileMode
+		sameInode bool // the file was not replaced
+		sameMtime bool // the file was not written
 	}{
 		"new file": {
-			content: "hello", perm: 0o640, wantChanged: true, wantMode: 0o640,
+			content: "hello", perm: 0o640, want: Created, wantMode: 0o640,
 		},
 		"new empty file": {
-			content: "", perm: 0o600, wantChanged: true, wantMode: 0o600,
+			content: "", perm: 0o600, want: Created, wantMode: 0o600,
 		},
 		"same content, same mode: untouched": {
 			setup:   func(t *testing.T, p string) { existing(t, p, "hello", 0o640) },
-			content: "hello", perm: 0o640, wantChanged: false, wantMode: 0o640, sameInode: true, sameMtime: true,
+			content: "hello", perm: 0o640, want: Unchanged, wantMode: 0o640, sameInode: true, sameMtime: true,
 		},
 		"same content, other mode: mode fixed, content untouched": {
 			setup:   func(t *testing.T, p string) { existing(t, p, "hello", 0o600) },
-			content: "hello", perm: 0o644, wantChanged: false, wantMode: 0o644, sameInode: true, sameMtime: true,
+			content: "hello", perm: 0o644, want: Unchanged, wantMode: 0o644, sameInode: true, sameMtime: true,
 		},
 		"same empty content: untouched": {
 			setup:   func(t *testing.T, p string) { existing(t, p, "", 0o640) },
-			content: "", perm: 0o640, wantChanged: false, wantMode: 0o640, sameInode: true, sameMtime: true,
+			content: "", perm: 0o640, want: Unchanged, wantMode: 0o640, sameInode: true, sameMtime: true,
 		},
 		"different content, same length": {
 			setup:   func(t *testing.T, p string) { existing(t, p, "hellO", 0o640) },
-			content: "hello", perm: 0o640, wantChanged: true, wantMode: 0o640,
+			content: "hello", perm: 0o640, want: Replaced, wantMode: 0o640,
 		},
 		"different length": {
 			setup:   func(t *testing.T, p string) { existing(t, p, "hello, world", 0o640) },
-			content: "hello", perm: 0o640, wantChanged: true, wantMode: 0o640,
+			content: "hello", perm: 0o640, want: Replaced, wantMode: 0o640,
 		},
 		"content emptied": {
 			setup:   func(t *testing.T, p string) { existing(t, p, "x", 0o640) },
-			content: "", perm: 0o640, wantChanged: true, wantMode: 0o640,
+			content: "", perm: 0o640, want: Replaced, wantMode: 0o640,
 		},
 		"new content and new mode": {
 			setup:   func(t *testing.T, p string) { existing(t, p, "a", 0o600) },
-			content: "b", perm: 0o440, wantChanged: true, wantMode: 0o440,
+			content: "b", perm: 0o440, want: Replaced, wantMode: 0o440,
 		},
 		"umask does not narrow the mode": {
-			content: "x", perm: 0o666, wantChanged: true, wantMode: 0o666,
+			content: "x", perm: 0o666, want: Created, wantMode: 0o666,
 		},
 	}
 	for name, tc := range tests {
@@ -124,12 +124,12 @@ func TestWrite(t *testing.T) {
 				tc.setup(t, path)
 				before = stat(t, path)
 			}
-			changed, err := Write(path, []byte(tc.content), tc.perm)
+			res, err := Write(path, []byte(tc.content), tc.perm)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if changed != tc.wantChanged {
-				t.Errorf("changed = %v, want %v", changed, tc.wantChanged)
+			if res != tc.want {
+				t.Errorf("result = %v, want %v", res, tc.want)
 			}
 			after := stat(t, path)
 			if string(after.content) != tc.content {
@@ -163,9 +163,9 @@ func TestWriteReplacesSymlinkWithoutFollowing(t *testing.T) {
 	}
 	// Even with the target holding the same bytes, the link is replaced:
 	// the destination must be a regular file the agent owns.
-	changed, err := Write(link, []byte("same"), 0o640)
-	if err != nil || !changed {
-		t.Fatalf("Write = %v, %v; want true, nil", changed, err)
+	res, err := Write(link, []byte("same"), 0o640)
+	if err != nil || res != Replaced {
+		t.Fatalf("Write = %v, %v; want Replaced, nil", res, err)
 	}
 	fi, err := os.Lstat(link)
 	if err != nil || !fi.Mode().IsRegular() {
@@ -244,7 +244,7 @@ func (f failingFile) Close() error {
 func TestWriteCleansUpOnError(t *testing.T) {
 	steps := map[string]struct {
 		fail        string
-		wantChanged bool
+		want        Result
 		wantContent string // what the destination holds afterwards
 	}{
 		"write fails":          {fail: "write", wantContent: "old"},
@@ -253,7 +253,7 @@ func TestWriteCleansUpOnError(t *testing.T) {
 		"close fails":          {fail: "close", wantContent: "old"},
 		"rename fails":         {fail: "rename", wantContent: "old"},
 		"create fails":         {fail: "create", wantContent: "old"},
-		"directory sync fails": {fail: "syncdir", wantChanged: true, wantContent: "new content"}, // in place, not durable
+		"directory sync fails": {fail: "syncdir", want: Replaced, wantContent: "new content"}, // in place, not durable
 	}
 	for name, tc := range steps {
 		t.Run(name, func(t *testing.T) {
@@ -284,12 +284,12 @@ func TestWriteCleansUpOnError(t *testing.T) {
 					return syncDir(d)
 				},
 			}
-			changed, err := o.write(path, []byte("new content"), 0o600)
+			res, err := o.write(path, []byte("new content"), 0o600)
 			if !errors.Is(err, errInjected) {
 				t.Fatalf("err = %v, want the injected failure", err)
 			}
-			if changed != tc.wantChanged {
-				t.Errorf("changed = %v, want %v", changed, tc.wantChanged)
+			if res != tc.want {
+				t.Errorf("result = %v, want %v", res, tc.want)
 			}
 			if got := stat(t, path); string(got.content) != tc.wantContent {
 				t.Errorf("destination holds %q, want %q", got.content, tc.wantContent)
@@ -309,9 +309,9 @@ func TestWriteCleansUpWhenRenameFails(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(path, "child"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	changed, err := Write(path, []byte("x"), 0o640)
-	if err == nil || changed {
-		t.Fatalf("Write over a directory = %v, %v; want an error", changed, err)
+	res, err := Write(path, []byte("x"), 0o640)
+	if err == nil || res != Unchanged {
+		t.Fatalf("Write over a directory = %v, %v; want an error", res, err)
 	}
 	if !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q does not name the destination", err)
@@ -370,14 +370,14 @@ func TestConcurrentReadersSeeWholeFiles(t *testing.T) {
 		if i%2 == 0 {
 			want = b
 		}
-		changed, err := Write(path, want, 0o640)
+		res, err := Write(path, want, 0o640)
 		if err != nil {
 			close(done)
 			wg.Wait()
 			t.Fatal(err)
 		}
-		if !changed {
-			t.Errorf("rewrite %d: changed = false for new content", i)
+		if res != Replaced {
+			t.Errorf("rewrite %d: result %v for new content, want Replaced", i, res)
 		}
 	}
 	close(done)
