@@ -94,6 +94,8 @@ const (
 var (
 	DefaultVolumeSizeLimit = resource.MustParse("16Mi")
 	DefaultStateSizeLimit  = resource.MustParse("1Mi")
+	// DefaultRunSizeLimit bounds the run volume: pid files only.
+	DefaultRunSizeLimit = resource.MustParse("1Mi")
 	// DefaultResources are small: the idle agent uses about 14 MiB.
 	DefaultResources = corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
@@ -256,7 +258,7 @@ func Pod(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	out.Spec.Volumes = append(out.Spec.Volumes, volumes(cfg)...)
 	appMounts := []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath, ReadOnly: true}}
 	if appUser != nil {
-		size := DefaultStateSizeLimit
+		size := DefaultRunSizeLimit
 		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: RunVolumeName,
 			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: &size}}})
 		appMounts = append(appMounts, corev1.VolumeMount{Name: RunVolumeName, MountPath: RunDir})
